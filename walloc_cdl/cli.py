@@ -1,0 +1,48 @@
+"""``walloc-cdl`` command line: one subcommand per job, each defined next to the code it drives.
+
+A subcommand module exposes ``configure_parser(parser)`` and ``run(args) -> int``; it is imported only
+when its subcommand is used, so ``walloc-cdl info`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("walloc_cdl.info", "describe a codec (shipped name, .pth or .safetensors) or list shipped codecs"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="walloc-cdl",
+        description="Compressed-domain learning with WaLLoC: encode corpora into latent shards, train "
+                    "codecs, and compare models trained on latents against equal-dimension downsampling.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Parse the command name first, then let its module add its own options.
+    if not argv or argv[0] not in COMMANDS:
+        parser.parse_args(argv or ["--help"])
+        return 2
+    name = argv[0]
+    module = importlib.import_module(COMMANDS[name][0])
+    sub = argparse.ArgumentParser(prog=f"walloc-cdl {name}", description=COMMANDS[name][1],
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    module.configure_parser(sub)
+    args = sub.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
