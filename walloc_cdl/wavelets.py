@@ -35,6 +35,13 @@ def _filters(wave: str = WAVELET) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return h0, h1, g0, g1
 
 
+def _register_filters(module: nn.Module, filters: dict[str, np.ndarray]) -> None:
+    """Buffers shaped as pytorch-wavelets stores them: (1,1,L,1) for *_col, (1,1,1,L) for *_row, else (1,1,L)."""
+    for name, f in filters.items():
+        shape = (1, 1, -1, 1) if name.endswith("_col") else (1, 1, 1, -1) if name.endswith("_row") else (1, 1, -1)
+        module.register_buffer(name, torch.tensor(f.copy(), dtype=torch.get_default_dtype()).reshape(shape))
+
+
 def _wrap(x: torch.Tensor, left: int, right: int, dim: int) -> torch.Tensor:
     """Periodic extension along ``dim`` by any amount (also more than the length itself)."""
     n = x.shape[dim]
@@ -90,12 +97,7 @@ class DWT2DForward(nn.Module):
     def __init__(self, wave: str = WAVELET):
         super().__init__()
         h0, h1, _, _ = _filters(wave)
-        t = lambda a, shape: torch.tensor(a.copy(), dtype=torch.get_default_dtype()).reshape(shape)
-        L = len(h0)
-        self.register_buffer("h0_col", t(h0, (1, 1, L, 1)))
-        self.register_buffer("h1_col", t(h1, (1, 1, L, 1)))
-        self.register_buffer("h0_row", t(h0, (1, 1, 1, L)))
-        self.register_buffer("h1_row", t(h1, (1, 1, 1, L)))
+        _register_filters(self, {"h0_col": h0, "h1_col": h1, "h0_row": h0, "h1_row": h1})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C·4, H/2, W/2), bands [LL, LH, HL, HH] per channel."""
@@ -114,12 +116,7 @@ class DWT2DInverse(nn.Module):
     def __init__(self, wave: str = WAVELET):
         super().__init__()
         _, _, g0, g1 = _filters(wave)
-        t = lambda a, shape: torch.tensor(a.copy(), dtype=torch.get_default_dtype()).reshape(shape)
-        L = len(g0)
-        self.register_buffer("g0_col", t(g0, (1, 1, L, 1)))
-        self.register_buffer("g1_col", t(g1, (1, 1, L, 1)))
-        self.register_buffer("g0_row", t(g0, (1, 1, 1, L)))
-        self.register_buffer("g1_row", t(g1, (1, 1, 1, L)))
+        _register_filters(self, {"g0_col": g0, "g1_col": g1, "g0_row": g0, "g1_row": g1})
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """(B, C·4, h, w) -> (B, C, 2h, 2w)."""
@@ -140,9 +137,7 @@ class DWT1DForward(nn.Module):
     def __init__(self, wave: str = WAVELET):
         super().__init__()
         h0, h1, _, _ = _filters(wave)
-        dt = torch.get_default_dtype()
-        self.register_buffer("h0", torch.tensor(h0.copy(), dtype=dt).reshape(1, 1, -1))
-        self.register_buffer("h1", torch.tensor(h1.copy(), dtype=dt).reshape(1, 1, -1))
+        _register_filters(self, {"h0": h0, "h1": h1})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T) -> (B, C·2, T/2), bands [L, H] per channel."""
@@ -158,9 +153,7 @@ class DWT1DInverse(nn.Module):
     def __init__(self, wave: str = WAVELET):
         super().__init__()
         _, _, g0, g1 = _filters(wave)
-        dt = torch.get_default_dtype()
-        self.register_buffer("g0", torch.tensor(g0.copy(), dtype=dt).reshape(1, 1, -1))
-        self.register_buffer("g1", torch.tensor(g1.copy(), dtype=dt).reshape(1, 1, -1))
+        _register_filters(self, {"g0": g0, "g1": g1})
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """(B, C·2, t) -> (B, C, 2t)."""
