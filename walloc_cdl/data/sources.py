@@ -62,7 +62,7 @@ class Skipped:
 
 def make_key(index: int, name: str = "") -> str:
     """'00000017-cats-tabby_01': the item index keeps keys unique and ordered; no dots, tar-safe."""
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:80]
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:60]
     return f"{index:08d}" + (f"-{slug}" if slug else "")
 
 

@@ -1,0 +1,206 @@
+"""Read latent shards back for training and evaluation (a webdataset pipeline).
+
+    ds = LatentDataset("latents/fmnist", split="train", training=True, epoch_length=60000,
+                       batch_size=256, crop=(8, 8), dequantize=True)
+    loader = make_loader(ds, num_workers=2)       # yields (latents (B, C, h, w) float32, labels (B,) int64)
+    for z, y in loader: ...
+
+    ev = LatentDataset("latents/fmnist", split="test", batch_size=500)   # every sample exactly once
+
+Training reads shards resampled with replacement (`wds.ResampledShards`) and stops after
+`epoch_length` samples over all ranks and workers (each worker takes its share); evaluation reads the
+listed shards once, split over ranks (`wds.split_by_node`, RANK/WORLD_SIZE or torch.distributed) and
+loader workers (`wds.split_by_worker`). A rank that would get no shard raises `NoShardsError` at
+construction instead of leaving the other ranks waiting on it.
+
+Latent-space augmentation: `crop=(h, w)` takes a random crop on the latent grid in training and the
+centre crop in evaluation; a crop of the latent grid is the latent of the matching 2^J-aligned pixel
+crop away from the borders (periodized wavelets wrap within ~4 latent cells of the image edge).
+There is no flip: for a WaLLoC codec, flipping the latent grid is *not* the latent of the flipped
+image (bior4.4 filters are symmetric, but reversing the signal moves the downsampling phase by one
+sample and negates/reorders the packet bands the linear encoder mixes); tests/test_loader.py measures it.
+`dequantize=True` maps the integers through the codec's ToNormal (as its decoder does first).
+"""
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from ..bottleneck import ToNormal, companding_scale, latent_max
+from .shards import LATENT_KEYS, decode_sample, read_info
+
+
+class NoShardsError(RuntimeError):
+    """More ranks than shards: some rank would read nothing (and stall a distributed job)."""
+
+
+def _worker_info() -> tuple[int, int, int, int]:
+    import webdataset as wds
+
+    return wds.utils.pytorch_worker_info()
+
+
+def random_crop(z: torch.Tensor, size: Sequence[int], rng: random.Random | None) -> torch.Tensor:
+    """Crop the last len(size) dims of a latent (C, h, w) or (C, T) to `size`: random offsets when
+    `rng` is given, else the centre. Refuses a crop larger than the latent."""
+    dims = z.shape[-len(size):]
+    if any(s > d for s, d in zip(size, dims)):
+        raise ValueError(f"crop {tuple(size)} is larger than the latent grid {tuple(dims)}")
+    idx: list[slice] = []
+    for s, d in zip(size, dims):
+        o = rng.randint(0, d - s) if rng is not None else (d - s) // 2
+        idx.append(slice(o, o + s))
+    return z[(..., *idx)]
+
+
+def _epoch_rng(seed: int | None, epoch: int) -> random.Random:
+    """A generator per (seed, rank, worker, epoch): reproducible runs, different draws everywhere."""
+    if seed is None:
+        return random.Random()
+    rank, _, worker, _ = _worker_info()
+    return random.Random(((seed * 1000003 + rank) * 1009 + worker) * 1000033 + epoch)
+
+
+class _Stage:
+    """A picklable per-sample map given a random generator in training (None in evaluation)."""
+
+    def __init__(self, fn: Callable[..., Any], seed: int | None, training: bool):
+        self.fn, self.seed, self.training, self.epoch = fn, seed, training, -1
+
+    def __call__(self, src: Iterator[dict]) -> Iterator[Any]:
+        self.epoch += 1
+        rng = _epoch_rng(self.seed, self.epoch) if self.training else None
+        for s in src:
+            yield self.fn(s, rng)
+
+
+class _Shuffle:
+    """wds.shuffle with a seeded generator per (rank, worker, epoch)."""
+
+    def __init__(self, bufsize: int, seed: int | None):
+        self.bufsize, self.seed, self.epoch = bufsize, seed, -1
+
+    def __call__(self, src: Iterator[dict]) -> Iterator[dict]:
+        import webdataset as wds
+
+        self.epoch += 1
+        rng = _epoch_rng(None if self.seed is None else self.seed + 1, self.epoch)
+        return wds.shuffle(self.bufsize, initial=min(self.bufsize, 500), rng=rng)(src)
+
+
+class _TakePerWorker:
+    """Stop each (rank, worker) after its share of `epoch_length` samples (an epoch in resampled mode)."""
+
+    def __init__(self, epoch_length: int, batch_size: int | None):
+        self.epoch_length, self.batch_size = epoch_length, batch_size
+
+    def __call__(self, src: Iterator[Any]) -> Iterator[Any]:
+        _, world, _, workers = _worker_info()
+        per = math.ceil(self.epoch_length / (world * workers))
+        n = math.ceil(per / self.batch_size) if self.batch_size else per
+        for i, s in enumerate(src):
+            if i >= n:
+                return
+            yield s
+
+
+def _collate(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    shapes = {tuple(z.shape) for z, _ in batch}
+    if len(shapes) > 1:
+        raise ValueError(f"latents in a batch differ in shape {sorted(shapes)}: pass crop= (or encode with a "
+                         "fixed --size) to batch them")
+    return torch.stack([z for z, _ in batch]), torch.tensor([y for _, y in batch], dtype=torch.int64)
+
+
+class LatentDataset(torch.utils.data.IterableDataset):
+    """Latents and labels from a `walloc-cdl encode` dataset (`_info.json` + tar shards), via webdataset.
+
+    Yields (latent float32 (C, h, w) or (C, T), label) or, with `batch_size`, batches
+    ((B, C, h, w), (B,)); `with_meta=True` appends the sample's JSON dict (unbatched only).
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", *, training: bool = False,
+                 epoch_length: int | None = None, batch_size: int | None = None, shuffle: int = 2000,
+                 crop: Sequence[int] | None = None, dequantize: bool = False, seed: int | None = 0,
+                 with_meta: bool = False, urls: Sequence[str] | None = None):
+        super().__init__()
+        self.root = Path(root)
+        self.info = read_info(root) if urls is None or (self.root / "_info.json").exists() else {"splits": {}}
+        if urls is None:
+            if split not in self.info["splits"]:
+                raise KeyError(f"{root}: no split {split!r}; splits are {sorted(self.info['splits'])}")
+            urls = [str(self.root / f) for f in self.info["splits"][split]["filenames"]]
+        self.urls = list(urls)
+        if not self.urls:
+            raise NoShardsError(f"{root}: split {split!r} lists no shards")
+        split_info = self.info["splits"].get(split, {})
+        self.num_samples = int(split_info.get("num_samples", 0))
+        self.codec = self.info.get("codec", {})
+        self.training, self.batch_size, self.shuffle, self.seed = training, batch_size, shuffle, seed
+        self.crop = tuple(crop) if crop is not None else None
+        self.with_meta = with_meta
+        if with_meta and batch_size:
+            raise ValueError("with_meta=True yields single samples; batch them yourself")
+        self.epoch_length = epoch_length or (self.num_samples if training else None)
+        if training and not self.epoch_length:
+            raise ValueError("training reads resampled shards: give epoch_length (samples per epoch)")
+        self.to_normal: ToNormal | None = None
+        if dequantize:
+            bits = self.codec.get("latent_bits") or self.codec.get("config", {}).get("latent_bits")
+            if not bits:
+                raise ValueError(f"{root}: _info.json has no codec latent_bits; cannot dequantize")
+            self.to_normal = ToNormal(companding_scale(int(bits)), latent_max(int(bits)))
+        rank, world, _, _ = _worker_info()
+        if not training and len(self.urls) < world:  # raised on every rank, so none waits for the others
+            raise NoShardsError(
+                f"rank {rank} of {world} may get no shard: split {split!r} has {len(self.urls)} shard(s). "
+                f"Re-encode with a smaller --shard-size (>= {world} shards) or evaluate on fewer ranks.")
+        self.pipeline = self._build()
+
+    def _sample(self, raw: dict, rng: random.Random | None) -> tuple:
+        s = decode_sample(raw)
+        z = s["latent"]
+        if self.crop is not None:
+            z = random_crop(z, self.crop, rng)
+        if self.to_normal is not None:
+            z = self.to_normal(z)
+        return (z, s["cls"], s["json"]) if self.with_meta else (z, s["cls"])
+
+    def _build(self) -> Any:
+        import webdataset as wds
+
+        if self.training:
+            stages: list[Any] = [wds.ResampledShards(self.urls, seed=self.seed or 0, deterministic=self.seed is not None),
+                                 wds.tarfile_to_samples(handler=wds.warn_and_continue)]
+            if self.shuffle:
+                stages.append(_Shuffle(self.shuffle, self.seed))
+        else:
+            stages = [wds.SimpleShardList(self.urls), wds.split_by_node, wds.split_by_worker,
+                      wds.tarfile_to_samples()]
+        stages.append(wds.select(lambda s: any(k in s for k in LATENT_KEYS)))
+        stages.append(_Stage(self._sample, self.seed, self.training))
+        if self.batch_size:
+            stages.append(wds.batched(self.batch_size, collation_fn=_collate, partial=not self.training))
+        if self.training:
+            stages.append(_TakePerWorker(self.epoch_length, self.batch_size))
+        return wds.DataPipeline(*stages)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.pipeline)
+
+    def __len__(self) -> int:
+        """Samples (or batches) per epoch on this rank: what a progress bar or LR schedule needs."""
+        _, world, _, _ = _worker_info()
+        n = math.ceil((self.epoch_length if self.training else self.num_samples) / world)
+        return math.ceil(n / self.batch_size) if self.batch_size else n
+
+
+def make_loader(dataset: LatentDataset, num_workers: int = 2, **kwargs: Any) -> torch.utils.data.DataLoader:
+    """A DataLoader over an (already batched) LatentDataset: batch_size=None, workers persistent."""
+    kwargs.setdefault("persistent_workers", num_workers > 0)
+    kwargs.setdefault("pin_memory", torch.cuda.is_available())
+    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers, **kwargs)

@@ -1,0 +1,213 @@
+"""Latent WebDataset shards: one sample = ``KEY.latent.npy|webp|png`` + ``KEY.cls`` + ``KEY.json``.
+
+Shards are plain uncompressed tars with a fixed mtime, user and mode, written to a hidden temporary file
+and renamed when complete, so a killed job never leaves a half shard under a final name and re-running
+an identical job gives byte-identical files. The dataset root holds ``_info.json`` in timm's ReaderWds
+layout plus a ``codec`` block::
+
+    {"name": "...", "splits": {"train": {"name": "train", "num_samples": N, "filenames": [...],
+                                         "shard_lengths": [...]}},
+     "codec": {"name": "rgb-16x", "config": {...}, "weights_sha256": "...", "container": "npy"}, ...}
+
+Writing and reading::
+
+    with ShardWriter(root, "train", shard_size=1000) as w:
+        w.write(latent_sample(key, z, label, meta, container="npy", n_bits=8))
+    write_info(root, make_info({"train": w.shards}, codec_block(codec, "rgb-16x", "npy")))
+    sample = decode_sample(raw_webdataset_sample)   # {"__key__", "latent": float tensor, "cls", "json"}
+
+Latents are never stored as .pth (webdataset's .pth decoder unpickles).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..containers import decode_latent, encode_latent
+
+INFO_NAME = "_info.json"
+CONTAINERS = {"npy": "latent.npy", "webp": "latent.webp", "png": "latent.png"}
+LATENT_KEYS = tuple(CONTAINERS.values())
+MTIME = 0  # fixed tar mtime: shards are byte-reproducible
+
+
+def shard_name(split: str, rank: int, index: int, world_size: int = 1) -> str:
+    """'train-000003.tar', or 'train-r01-000003.tar' when several ranks write side by side."""
+    return f"{split}-{index:06d}.tar" if world_size == 1 else f"{split}-r{rank:02d}-{index:06d}.tar"
+
+
+def dumps(obj: Any) -> bytes:
+    """Deterministic JSON bytes (sorted keys, compact) for sample sidecars and info files."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def latent_sample(key: str, z: torch.Tensor | np.ndarray, label: int, meta: Mapping[str, Any],
+                  container: str = "npy", n_bits: int = 8) -> dict[str, Any]:
+    """A tar-ready sample: rounded latent (C, h, w) or (C, T) in a container, label, metadata."""
+    if "." in key or "/" in key or not key:
+        raise ValueError(f"sample key {key!r} must be non-empty and contain no dots or slashes")
+    if container not in CONTAINERS:
+        raise ValueError(f"container must be one of {sorted(CONTAINERS)}, got {container!r}")
+    return {"__key__": key, CONTAINERS[container]: encode_latent(z, n_bits, container),
+            "cls": str(int(label)).encode(), "json": dumps(dict(meta))}
+
+
+def decode_sample(sample: Mapping[str, Any], dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """Raw webdataset sample (bytes fields) -> {"__key__", "latent": tensor (C, h, w), "cls": int, "json": dict}."""
+    ext = next((k for k in LATENT_KEYS if k in sample), None)
+    if ext is None:
+        raise KeyError(f"sample {sample.get('__key__')!r} has no latent ({list(LATENT_KEYS)}); has {sorted(sample)}")
+    out = {"__key__": sample.get("__key__"), "latent": decode_latent(bytes(sample[ext]), dtype)}
+    out["cls"] = int(sample["cls"]) if "cls" in sample else -1
+    out["json"] = json.loads(sample["json"]) if "json" in sample else {}
+    return out
+
+
+class ShardWriter:
+    """Numbered tar shards of `shard_size` samples each, written atomically (temp file + rename).
+
+    `start` resumes numbering; `on_shard(name, count)` is called after each rename (a job records its
+    progress there). `shards` lists (filename, count) of the shards this writer completed.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", shard_size: int = 1000, *, rank: int = 0,
+                 world_size: int = 1, start: int = 0,
+                 on_shard: Callable[[str, int], None] | None = None):
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.split, self.shard_size, self.rank, self.world_size = split, shard_size, rank, world_size
+        self.index = start
+        self.on_shard = on_shard
+        self.shards: list[tuple[str, int]] = []
+        self._tar: Any = None
+        self._file: Any = None
+        self._count = 0
+        self._tmp: Path | None = None
+
+    def _open(self) -> None:
+        import webdataset as wds
+
+        name = shard_name(self.split, self.rank, self.index, self.world_size)
+        self._tmp = self.root / f".{name}.tmp"
+        self._file = open(self._tmp, "wb")
+        self._tar = wds.TarWriter(self._file, encoder=False, mtime=MTIME, user="walloc", group="walloc")
+        self._count = 0
+
+    def write(self, sample: Mapping[str, Any]) -> None:
+        if self._tar is None:
+            self._open()
+        self._tar.write(dict(sample))
+        self._count += 1
+        if self._count >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Close the current shard (if it holds samples) and give it its final name."""
+        if self._tar is None:
+            return
+        self._tar.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        name = shard_name(self.split, self.rank, self.index, self.world_size)
+        os.replace(self._tmp, self.root / name)
+        self.shards.append((name, self._count))
+        self._tar = self._file = self._tmp = None
+        self.index += 1
+        if self.on_shard is not None:
+            self.on_shard(name, self._count)
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._tar is not None:  # failed: drop the partial shard
+            self._tar.close()
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
+            self._tar = None
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON to `path` via a temporary file and a rename (readers never see half a file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    os.replace(tmp, path)
+
+
+def codec_block(codec: torch.nn.Module, name: str | None = None, container: str = "npy") -> dict[str, Any]:
+    """What a reader needs to know about the codec: name, config, weights fingerprint, container."""
+    from ..checkpoints import state_dict_sha256
+
+    return {"name": name or "", "class": type(codec).__name__, "config": dict(codec.config),
+            "weights_sha256": state_dict_sha256(codec), "container": container,
+            "latent_bits": int(codec.latent_bits), "downsampling": int(codec.downsampling)}
+
+
+def make_info(splits: Mapping[str, Sequence[tuple[str, int]]], codec: Mapping[str, Any] | None = None,
+              name: str = "", **extra: Any) -> dict[str, Any]:
+    """timm ReaderWds `_info.json` from {split: [(filename, count), ...]} plus a codec block."""
+    info: dict[str, Any] = {"name": name, "splits": {}}
+    for split, shards in splits.items():
+        info["splits"][split] = {"name": split, "num_samples": int(sum(n for _, n in shards)),
+                                 "filenames": [f for f, _ in shards], "shard_lengths": [int(n) for _, n in shards]}
+    if codec is not None:
+        info["codec"] = dict(codec)
+    info.update(extra)
+    return info
+
+
+def write_info(root: str | Path, info: Mapping[str, Any]) -> Path:
+    path = Path(root) / INFO_NAME
+    write_json_atomic(path, dict(info))
+    return path
+
+
+def read_info(root: str | Path) -> dict[str, Any]:
+    path = Path(root) / INFO_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{root}: no {INFO_NAME}; is this a walloc-cdl latent dataset (walloc-cdl encode)?")
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("splits"), dict):
+        raise ValueError(f"{path}: no 'splits' mapping (timm ReaderWds layout expected)")
+    return info
+
+
+def shard_paths(root: str | Path, split: str = "train") -> list[str]:
+    """Absolute shard paths of a split, from `_info.json`."""
+    info = read_info(root)
+    if split not in info["splits"]:
+        raise KeyError(f"{root}: no split {split!r}; splits are {sorted(info['splits'])}")
+    return [str(Path(root) / f) for f in info["splits"][split]["filenames"]]
+
+
+def count_samples(path: str | Path) -> int:
+    """Samples (distinct keys) in one tar shard, reading headers only."""
+    keys = set()
+    with tarfile.open(path, "r:") as tf:
+        for m in tf:
+            if m.isfile():
+                keys.add(m.name.split(".", 1)[0])
+    return len(keys)
+
+
+def sample_bytes(sample: Mapping[str, Any]) -> int:
+    """Bytes a sample's payload takes (without tar headers)."""
+    return sum(len(v) for k, v in sample.items() if not k.startswith("_") and isinstance(v, (bytes, bytearray)))
