@@ -43,7 +43,8 @@ def test_seed_style_access_equals_encode():
     X = codec.wavelet_analysis(x, J=codec.J)
     z = codec.encoder[0:2](X)
     z_hat = codec.encoder[2](z)
-    torch.testing.assert_close(codec.encode(x, quantize=False), z)
+    # encode runs the folded fast path: float32 rounding differs at the companding's resolution (~1.5e-5)
+    torch.testing.assert_close(codec.encode(x, quantize=False), z, atol=1e-4, rtol=0)
     assert torch.equal(codec.encode(x), z_hat)
     torch.testing.assert_close(codec.wavelet_synthesis(codec.decoder(z_hat), J=codec.J).clamp(-0.5, 0.5),
                                codec.decode(z_hat))

@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .bottleneck import Round, ToNormal, ToUniform, companding_scale, latent_max
+from .fastencode import fast_encode
 from .nets import KLDecoder, KLEncoder, OobleckDecoder, OobleckEncoder
 from .wavelets import DWT1DForward, DWT1DInverse, DWT2DForward, DWT2DInverse
 
@@ -88,10 +89,11 @@ class _WaLLoC(nn.Module):
 
         Unlike ``encoder[2]`` this rounds in training mode too, so it is what a dataset stores.
         Spatial sizes must be multiples of 2^J (see :func:`walloc_cdl.containers.pad_to_multiple`).
+        uint8 input means ``x/255 - 0.5``.  Runs the folded fast path (:mod:`walloc_cdl.fastencode`);
+        ``encoder[0:2](wavelet_analysis(x))`` stays the reference it is tested against.
         """
         self._check_input(x)
-        z = self.encoder[0:2](self.wavelet_analysis(x, J=self.J))
-        return torch.round(z) if quantize else z
+        return fast_encode(self, x, quantize)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstruction in [-0.5, 0.5] from (rounded or noisy) latents."""

@@ -1,0 +1,330 @@
+"""Fast WaLLoC encoding: the J-level packet transform and the linear encoder as two strided convolutions.
+
+Up to the bottleneck the lightweight encoder is linear and shift-invariant by 2^J: the J-level
+periodized packet transform followed by the 1×1 conv equals a strided correlation with the *composite*
+filters of the filter bank (2^J filters of K taps per dimension, K = 57 for bior4.4 and J = 3).
+The 2D transform is separable, so the fast path needs two passes instead of 2·J:
+
+* pass W: one strided conv along W applies the 2^J composite filters to every channel
+  (C -> C·2^J bands at W/2^J);
+* pass H: one strided conv along H applies the 2^J composite filters *and* the 1×1 projection,
+  folded into one (C·2^J -> latent_dim) kernel of K×1 taps.
+
+Periodization is exact: the input is wrap-padded once, in both dimensions, by the composite support.
+uint8 input (pixel/255 - 0.5) is folded into pass W (weights /255, offset into its bias), so the
+batch is only cast, never normalised.  Audio (1D) uses the same idea split in levels: a depthwise
+bank for the first J//2 levels, then one conv for the remaining levels folded with the projection.
+Heavy (KLEncoder / OobleckEncoder) codecs get the fast transform only.
+
+Usage::
+
+    z = fast_encode(codec, x)                       # == codec.encode(x), which dispatches here
+    z = fast_encode(codec, x_uint8, dtype=torch.bfloat16)   # GPU on-the-fly encoding
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+METHODS_2D = ("sep", "sep_mm", "dense")
+
+
+def composite_filters(h0: np.ndarray, h1: np.ndarray, J: int) -> tuple[np.ndarray, int]:
+    """Composite analysis filters of a J-level periodized packet transform along one dimension.
+
+    ``h0``/``h1`` are the correlation (time-reversed) analysis filters, applied per level as
+    ``y[k] = sum_t h[t] x[2k + t - (L/2 - 1)]`` (pytorch-wavelets' periodization phase).  Returns
+    ``(M, lo)`` with ``M`` of shape (2^J, K) in packet band order (first level most significant)
+    such that band ``b`` at position ``k`` is ``sum_n M[b, n] x[2^J k + lo + n]`` (indices mod length).
+    """
+    L = len(h0)
+    s = L // 2 - 1
+    bank: list[tuple[np.ndarray, int]] = [(np.ones(1), 0)]
+    for j in range(J):
+        up = 2 ** j
+        nxt = []
+        for f, o in bank:
+            for h in (h0, h1):
+                lo = o - up * s
+                g = np.zeros(len(f) + up * (L - 1))
+                for t in np.nonzero(h)[0]:
+                    g[up * t: up * t + len(f)] += h[t] * f
+                nxt.append((g, lo))
+        bank = nxt
+    lo = min(o for _, o in bank)
+    hi = max(o + len(g) for g, o in bank)
+    M = np.zeros((len(bank), hi - lo))
+    for b, (g, o) in enumerate(bank):
+        M[b, o - lo: o - lo + len(g)] = g
+    used = np.nonzero(np.abs(M).sum(0))[0]
+    return M[:, used[0]: used[-1] + 1], lo + int(used[0])
+
+
+@lru_cache(maxsize=None)
+def _band_order_2d(J: int) -> torch.Tensor:
+    """(2^J, 2^J) packet band index of the (W path, H path) pair: level j adds digit 2·w_j + h_j."""
+    S = 2 ** J
+    idx = torch.zeros(S, S, dtype=torch.long)
+    for pw in range(S):
+        for ph in range(S):
+            b = 0
+            for j in range(J):
+                b = 4 * b + 2 * ((pw >> (J - 1 - j)) & 1) + ((ph >> (J - 1 - j)) & 1)
+            idx[pw, ph] = b
+    return idx
+
+
+def _filter_pair(codec: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """The codec's own analysis filters (its buffers, as the reference path uses them)."""
+    wt = codec.wt
+    if codec.ndim == 2:
+        h0, h1 = wt.h0_row, wt.h1_row
+    else:
+        h0, h1 = wt.h0, wt.h1
+    return h0.detach().double().cpu().flatten().numpy(), h1.detach().double().cpu().flatten().numpy()
+
+
+def periodic_pad(x: torch.Tensor, pads: list[tuple[int, int]]) -> torch.Tensor:
+    """Wrap-pad the last len(pads) dims by (left, right) each, any amount, in one gather."""
+    nd = len(pads)
+    index = []
+    for i, (left, right) in enumerate(pads):
+        n = x.shape[x.ndim - nd + i]
+        shape = [1] * nd
+        shape[i] = -1
+        index.append((torch.arange(-left, n + right, device=x.device) % n).reshape(shape))
+    return x[(Ellipsis, *index)]
+
+
+def _pads(n: int, n_out: int, S: int, K: int, lo: int) -> tuple[int, int]:
+    """(left, right) wrap so that a valid stride-S conv with K taps gives the n_out outputs."""
+    left = -lo
+    return left, S * (n_out - 1) + K - n - left
+
+
+# -- folded weights ------------------------------------------------------------------------------------
+@dataclass
+class _Plan2D:
+    MW: torch.Tensor          # (S, K) composite bank along W (float64)
+    MH: torch.Tensor          # (S, K) along H
+    lo: int
+    proj: torch.Tensor | None   # (latent, C·S, K) pass-H kernel with the 1×1 folded in, or None (heavy)
+    bias: torch.Tensor | None   # (latent,)
+    proj_sum: torch.Tensor | None  # (latent, C·S): sum over taps of proj (for the uint8 offset)
+
+
+def _linear_1x1(codec: nn.Module) -> nn.Conv1d | nn.Conv2d | None:
+    first = codec.encoder[0]
+    if isinstance(first, (nn.Conv1d, nn.Conv2d)) and all(k == 1 for k in first.kernel_size) \
+            and all(s == 1 for s in first.stride) and first.groups == 1 and first.dilation[0] == 1:
+        return first
+    return None
+
+
+def _plan_2d(codec: nn.Module) -> _Plan2D:
+    h0, h1 = _filter_pair(codec)
+    M, lo = composite_filters(h0, h1, codec.J)
+    M = torch.from_numpy(M)
+    conv = _linear_1x1(codec)
+    if conv is None:
+        return _Plan2D(M, M, lo, None, None, None)
+    S, C = 2 ** codec.J, codec.channels
+    w = conv.weight.reshape(conv.out_channels, C, S * S).double().cpu()
+    w = w[:, :, _band_order_2d(codec.J)]                                   # (o, c, pw, ph)
+    proj = torch.einsum("ocwh,ht->ocwt", w, M).reshape(conv.out_channels, C * S, -1)
+    bias = conv.bias.double().cpu() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    return _Plan2D(M, M, lo, proj, bias, proj.sum(-1))
+
+
+def _cached_plan(codec: nn.Module, build):
+    """Folded weights, rebuilt when a parameter changes (in-place updates bump ``_version``).
+
+    When autograd needs the encoder's gradients the weights are folded afresh, differentiably.
+    """
+    if torch.is_grad_enabled() and any(p.requires_grad for p in codec.encoder[0].parameters()):
+        return build(codec)
+    key = tuple((p.data_ptr(), p._version) for p in codec.encoder[0].parameters()) + (codec.J,)
+    cache = codec.__dict__.setdefault("_fast_plan_cache", {})
+    if key not in cache:
+        cache.clear()
+        with torch.no_grad():
+            cache[key] = build(codec)
+    return cache[key]
+
+
+# -- 2D --------------------------------------------------------------------------------------------
+def _pass_w(xp: torch.Tensor, MW: torch.Tensor, lo_pad: int, S: int, n_out: int, bias: torch.Tensor | None,
+            method: str) -> torch.Tensor:
+    """Composite bank along W: (N, Hp, Wp) -> (N, S, Hp, n_out)."""
+    N, Hp, Wp = xp.shape
+    K = MW.shape[1]
+    if method != "sep_mm":
+        y = F.conv2d(xp.reshape(N, 1, Hp, Wp), MW.reshape(S, 1, 1, K), bias, stride=(1, S))
+        return y[..., :n_out]
+    # Two GEMMs on 2P-wide windows: output block i (P/S positions x S bands) needs input [P i, P i + 2P).
+    P = S * max(1, -(-(K - S) // S))
+    nb = -(-n_out * S // P)
+    need = (nb + 1) * P
+    if Wp < need:
+        xp = F.pad(xp, (0, need - Wp))
+    else:
+        xp = xp[..., :need]
+    Mt = torch.zeros(2 * P, P, dtype=MW.dtype, device=MW.device)     # rows: input offset, cols: (band, pos)
+    m = P // S
+    for pos in range(m):
+        Mt[S * pos: S * pos + K, pos::m] = MW.T
+    Mt = Mt.reshape(2, P, P)
+    rows = xp.reshape(N * Hp, nb + 1, P)
+    y = rows[:, :nb] @ Mt[0] + rows[:, 1:] @ Mt[1]                    # (N·Hp, nb, S·m) as (band, pos)
+    y = y.reshape(N, Hp, nb, S, m).permute(0, 3, 1, 2, 4).reshape(N, S, Hp, nb * m)[..., :n_out]
+    if bias is not None:
+        y = y + bias.reshape(1, S, 1, 1)
+    return y
+
+
+def _encode_2d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, method: str,
+               transform_only: bool = False) -> torch.Tensor:
+    plan = _cached_plan(codec, _plan_2d)
+    B, C, H, W = x.shape
+    J, S = codec.J, 2 ** codec.J
+    h, w = H // S, W // S
+    dev = x.device
+    M = plan.MW
+    K = M.shape[1]
+    uint8 = x.dtype == torch.uint8
+    scale = 1 / 255 if uint8 else 1.0
+    if method == "dense":
+        return _encode_2d_dense(codec, plan, x, dtype, scale)
+    xp = periodic_pad(x, [_pads(H, h, S, K, plan.lo), _pads(W, w, S, K, plan.lo)]).to(dtype)
+    Hp, Wp = xp.shape[-2:]
+    bias_w = None
+    if uint8:   # (u/255 - 0.5) * M = u * M/255 - 0.5 sum(M)
+        bias_w = (-0.5 * M.sum(1)).to(dev, dtype)
+    y = _pass_w(xp.reshape(B * C, Hp, Wp), (M * scale).to(dev, dtype), plan.lo, S, w, bias_w, method)
+    y = y.reshape(B, C * S, Hp, w)
+    if transform_only or plan.proj is None:   # finish the transform, reorder bands to packet order
+        X = F.conv2d(y, plan.MH.to(dev, dtype).repeat(C * S, 1).reshape(C * S * S, 1, K, 1), stride=(S, 1),
+                     groups=C * S)
+        perm = torch.argsort(_band_order_2d(J).flatten())             # packet band -> (pw, ph) slot
+        perm = (torch.arange(C).reshape(C, 1) * S * S + perm.reshape(1, -1)).flatten().to(dev)
+        return _result(X.index_select(1, perm))
+    z = F.conv2d(y, plan.proj.to(dev, dtype).unsqueeze(-1), plan.bias.to(dev, dtype), stride=(S, 1))
+    return _result(z)
+
+
+def _result(t: torch.Tensor) -> torch.Tensor:
+    """float32 results (float64 stays float64), whatever the compute precision."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def _encode_2d_dense(codec, plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, scale: float) -> torch.Tensor:
+    """Reference-only alternative: one 2D strided conv with the full composite kernel (slow, for benchmarks)."""
+    if plan.proj is None:
+        raise ValueError("method='dense' needs a lightweight (1×1 conv) encoder")
+    B, C, H, W = x.shape
+    S = 2 ** codec.J
+    K = plan.MW.shape[1]
+    kern = torch.einsum("ocwh,wx->ochx", plan.proj.reshape(-1, C, S, K), plan.MW)   # (o, c, H tap, W tap)
+    bias = plan.bias - 0.5 * kern.sum((1, 2, 3)) if scale != 1.0 else plan.bias
+    xp = periodic_pad(x, [_pads(H, H // S, S, K, plan.lo), _pads(W, W // S, S, K, plan.lo)]).to(dtype)
+    return _result(F.conv2d(xp, (kern * scale).to(x.device, dtype), bias.to(x.device, dtype), stride=S))
+
+
+# -- 1D --------------------------------------------------------------------------------------------
+@dataclass
+class _Plan1D:
+    MA: torch.Tensor    # (S1, KA) first J1 levels
+    loA: int
+    MB: torch.Tensor    # (S2, KB) remaining levels (bank at the coarser rate)
+    loB: int
+    S1: int
+    proj: torch.Tensor | None    # (latent, C·S1, KB) or None (heavy)
+    bias: torch.Tensor | None
+    pad: int                     # the 1×1 conv's zero padding (walloc's 1D quirk: 1)
+
+
+def _plan_1d(codec: nn.Module) -> _Plan1D:
+    h0, h1 = _filter_pair(codec)
+    J = codec.J
+    J1 = J // 2
+    MA, loA = composite_filters(h0, h1, J1)
+    MB, loB = composite_filters(h0, h1, J - J1)
+    MA, MB = torch.from_numpy(MA), torch.from_numpy(MB)
+    S1, S2 = 2 ** J1, 2 ** (J - J1)
+    conv = _linear_1x1(codec)
+    if conv is None:
+        return _Plan1D(MA, loA, MB, loB, S1, None, None, 0)
+    C = codec.channels
+    w = conv.weight.reshape(conv.out_channels, C, S1, S2).double().cpu()
+    proj = torch.einsum("ocab,bt->ocat", w, MB).reshape(conv.out_channels, C * S1, -1)
+    bias = conv.bias.double().cpu() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    return _Plan1D(MA, loA, MB, loB, S1, proj, bias, int(conv.padding[0]))
+
+
+def _encode_1d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, transform_only: bool = False) -> torch.Tensor:
+    plan = _cached_plan(codec, _plan_1d)
+    B, C, T = x.shape
+    S1, S = plan.S1, 2 ** codec.J
+    S2 = S // S1
+    n = T // S
+    KA, KB = plan.MA.shape[1], plan.MB.shape[1]
+    nA = S2 * (n - 1) + KB                      # pass-A outputs that pass B reads
+    left = -(plan.loA + S1 * plan.loB)
+    right = S1 * (nA - 1) + KA - T - left
+    dev = x.device
+    xp = periodic_pad(x, [(left, max(right, 0))]).to(dtype)
+    scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
+    bias_a = (-0.5 * plan.MA.sum(1)).repeat(C).to(dev, dtype) if scale != 1.0 else None
+    y = F.conv1d(xp, (plan.MA * scale).repeat(C, 1).reshape(C * S1, 1, KA).to(dev, dtype), bias_a,
+                 stride=S1, groups=C)[..., :nA]
+    if transform_only or plan.proj is None:
+        X = F.conv1d(y, plan.MB.repeat(C * S1, 1).reshape(C * S, 1, KB).to(dev, dtype), stride=S2, groups=C * S1)
+        return _result(X)
+    z = _result(F.conv1d(y, plan.proj.to(dev, dtype), plan.bias.to(dev, dtype), stride=S2))
+    if plan.pad:   # walloc's padding=1 zero-pads the projection's input: edge latents are the bias alone
+        edge = plan.bias.to(dev, z.dtype).reshape(1, -1, 1).expand(B, -1, plan.pad)
+        z = torch.cat([edge, z, edge], dim=-1)
+    return z
+
+
+# -- public ------------------------------------------------------------------------------------------
+def default_method(device: torch.device) -> str:
+    """The 2D pass-W formulation measured fastest on this kind of device (benchmarks/encode_throughput.py)."""
+    return "sep"
+
+
+def fast_wavelet_analysis(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``codec.wavelet_analysis(x, J=codec.J)`` through the composite filters (float32 result)."""
+    dtype = dtype or (torch.float64 if x.dtype == torch.float64 else torch.float32)
+    if codec.ndim == 2:
+        return _encode_2d(codec, x, dtype, "sep", transform_only=True)
+    return _encode_1d(codec, x, dtype, transform_only=True)
+
+
+def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype: torch.dtype | None = None,
+                method: str | None = None) -> torch.Tensor:
+    """``codec.encode(x, quantize)`` through the folded fast path.
+
+    ``x``: float in [-0.5, 0.5], or uint8 pixels/samples meaning ``x/255 - 0.5``.  ``dtype``: compute
+    precision of the convolutions (float32 default; bfloat16/float16 accumulate in float32 on CUDA);
+    the bottleneck always runs in float32.  ``method``: 2D pass-W formulation, see :data:`METHODS_2D`.
+    """
+    if x.dtype != torch.uint8 and not x.is_floating_point():
+        raise TypeError(f"encode expects a float batch in [-0.5, 0.5] or uint8 pixels, got {x.dtype}")
+    dtype = dtype or (torch.float64 if x.dtype == torch.float64 else torch.float32)
+    method = method or default_method(x.device)
+    if method not in METHODS_2D:
+        raise ValueError(f"unknown fast-encode method {method!r}; choose from {METHODS_2D}")
+    if codec.ndim == 2:
+        y = _encode_2d(codec, x, dtype, method)
+    else:
+        y = _encode_1d(codec, x, dtype)
+    if _linear_1x1(codec) is None:
+        y = codec.encoder[0](y.to(next(codec.encoder[0].parameters()).dtype))
+    z = codec.encoder[1](y)
+    return torch.round(z) if quantize else z
