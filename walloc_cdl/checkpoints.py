@@ -192,16 +192,20 @@ def load_codec(name_or_path: str | Path, config: dict[str, Any] | str | Path | N
 
 
 def save_codec(codec: Codec1D | Codec2D, path: str | Path, metadata: dict[str, Any] | None = None,
-               official: bool = False) -> Path:
+               official: bool = False, half_decoder: bool = False) -> Path:
     """Save as ``.safetensors`` with the config in its header (+ a readable ``.json`` beside it).
 
     ``official=True`` writes walloc's own layout instead (``.pth`` with ``model_state_dict`` + ``.json``)
-    for users of the original package.
+    for users of the original package.  ``half_decoder=True`` stores the decoder's floating tensors as
+    fp16 (half the size; :func:`load_codec` restores fp32); the encoder, which defines the latents, and
+    the wavelet filters stay fp32.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = codec.config
     state = {k: v.detach().cpu().contiguous() for k, v in codec.state_dict().items()}
+    if half_decoder:
+        state = {k: v.half() if (k.startswith("decoder.") and v.is_floating_point()) else v for k, v in state.items()}
     if official:
         path = path.with_suffix(".pth")
         torch.save({"model_state_dict": state}, path)

@@ -12,6 +12,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("walloc_cdl.info", "describe a codec (shipped name, .pth or .safetensors) or list shipped codecs"),
+    "train-codec": ("walloc_cdl.training.cli", "train a WaLLoC codec on images or audio from a closed-form PCA start"),
 }
 
 

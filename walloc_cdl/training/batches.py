@@ -1,0 +1,165 @@
+"""Training batches held entirely on the training device: random image crops and random audio segments.
+
+A codec sees only small crops, so the whole corpus (tens of photos, minutes of audio) is decoded once
+into device memory and every batch is sliced there: no loader workers, no host-device copies per step.
+Items come from :func:`walloc_cdl.data.sources.open_source` (image folder, HF dataset, WebDataset
+tars, idx files, audio folder), so anything pre-encoding reads, training reads too.
+
+Usage::
+
+    data = load_items(["photos/"], kind="image", channels=3, device="cuda")
+    sampler = CropSampler(data, crop=256, min_scale=0.5)
+    x = sampler.sample(32)            # (32, 3, 256, 256) in [-0.5, 0.5]
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data.sources import Sample, Skipped, audio_to_codec, image_to_float, match_channels, open_source
+
+
+def load_items(specs: Sequence[str], kind: str, channels: int, device: str | torch.device = "cpu",
+               sample_rate: int = 44100, max_side: int | None = None, limit: int | None = None,
+               progress: bool = True) -> list[torch.Tensor]:
+    """Every readable item of ``specs`` as a device tensor: images (C, H, W) uint8, audio (C, T) float16.
+
+    Images are converted to the codec's channel count (gray <-> RGB) and, with ``max_side``, shrunk
+    (antialiased) so the longer side fits; audio is resampled to ``sample_rate`` and kept in [-1, 1].
+    Unreadable items are skipped and reported once at the end.
+    """
+    if kind not in ("image", "audio"):
+        raise ValueError(f"kind must be 'image' or 'audio', got {kind!r}")
+    out: list[torch.Tensor] = []
+    skipped: list[Skipped] = []
+    for spec in specs:
+        src = open_source(spec, kind=kind)
+        if src.kind != kind:
+            raise ValueError(f"{spec}: holds {src.kind} items, but this codec trains on {kind}")
+        n = len(src) if limit is None else min(len(src), limit)
+        for i in tqdm(range(n), desc=f"loading {spec}", disable=not progress, leave=False):
+            s = src.try_load(i)
+            if isinstance(s, Skipped):
+                skipped.append(s)
+                continue
+            out.append(_to_tensor(s, kind, channels, sample_rate, max_side).to(device))
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable items, e.g. {skipped[0].source}: {skipped[0].reason}")
+    if not out:
+        raise ValueError(f"no readable {kind} items in {list(specs)}")
+    return out
+
+
+def _to_tensor(s: Sample, kind: str, channels: int, sample_rate: int, max_side: int | None) -> torch.Tensor:
+    if kind == "audio":
+        a = audio_to_codec(s.data, s.meta.get("sample_rate", sample_rate), channels, target_rate=sample_rate)
+        return torch.from_numpy(a).to(torch.float16)
+    a = match_channels(s.data, channels)
+    if a.dtype != np.uint8:
+        a = np.round(image_to_float(a) * 255).astype(np.uint8)
+    t = torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1)
+    if max_side and max(t.shape[1:]) > max_side:
+        scale = max_side / max(t.shape[1:])
+        size = [max(1, round(d * scale)) for d in t.shape[1:]]
+        t = F.interpolate(t[None].float(), size=size, mode="bicubic", antialias=True)[0]
+        t = t.round().clamp(0, 255).to(torch.uint8)
+    return t.contiguous()
+
+
+class _Sampler:
+    """Shared by the samplers: a private generator, so validation draws leave the training stream as is."""
+
+    gen: torch.Generator
+
+    def sample(self, batch: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fixed(self, n: int, seed: int = 1234) -> torch.Tensor:
+        """A reproducible batch (validation, previews) that does not disturb the training stream."""
+        state = self.gen.get_state()
+        self.gen.manual_seed(seed)
+        x = self.sample(n)
+        self.gen.set_state(state)
+        return x
+
+
+class CropSampler(_Sampler):
+    """Random ``crop``² crops with random flips and, with ``min_scale < 1``, random downscaling.
+
+    A crop of side ``crop / s`` (s uniform in [min_scale, 1]) is resized to ``crop`` (antialiased), so
+    large photos are seen at several scales.  Images smaller than the window are padded by reflection.
+    """
+
+    def __init__(self, images: list[torch.Tensor], crop: int, min_scale: float = 1.0, seed: int = 0):
+        self.images = images
+        self.crop = crop
+        self.min_scale = min_scale
+        self.gen = torch.Generator().manual_seed(seed)
+        # sample images in proportion to their area (capped) so big photos are not under-used
+        areas = torch.tensor([min(float(im.shape[1] * im.shape[2]), 4.0 * crop * crop) for im in images])
+        self.weights = areas / areas.sum()
+
+    def _rand(self) -> float:
+        return float(torch.rand((), generator=self.gen))
+
+    def sample(self, batch: int) -> torch.Tensor:
+        idx = torch.multinomial(self.weights, batch, replacement=True, generator=self.gen).tolist()
+        out = []
+        for i in idx:
+            im = self.images[i]
+            s = self.min_scale + (1 - self.min_scale) * self._rand()
+            win = min(round(self.crop / s), im.shape[1], im.shape[2]) if s < 1 else self.crop
+            if im.shape[1] < win or im.shape[2] < win:
+                ph, pw = max(0, win - im.shape[1]), max(0, win - im.shape[2])
+                mode = "reflect" if ph < im.shape[1] and pw < im.shape[2] else "replicate"
+                im = F.pad(im[None].float(), (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)[0]
+            y = int(self._rand() * (im.shape[1] - win + 1))
+            x = int(self._rand() * (im.shape[2] - win + 1))
+            c = im[:, y:y + win, x:x + win].float()
+            if win != self.crop:
+                c = F.interpolate(c[None], size=(self.crop, self.crop), mode="bicubic", antialias=True)[0]
+            if self._rand() < 0.5:
+                c = c.flip(-1)
+            out.append(c)
+        return (torch.stack(out) / 255.0).clamp(0, 1) - 0.5
+
+
+class SegmentSampler(_Sampler):
+    """Random ``segment``-sample windows of (C, T) clips, with random gain, polarity and channel swap.
+
+    Clips are in [-1, 1]; batches are halved into the codec's [-0.5, 0.5].  Gain is log-uniform in
+    [min_gain, 1] so quiet material is seen too; short clips are zero-padded.
+    """
+
+    def __init__(self, clips: list[torch.Tensor], segment: int, min_gain: float = 0.25, seed: int = 0):
+        self.clips = clips
+        self.segment = segment
+        self.min_gain = min_gain
+        self.gen = torch.Generator().manual_seed(seed)
+        lengths = torch.tensor([float(c.shape[-1]) for c in clips])
+        self.weights = lengths / lengths.sum()
+
+    def sample(self, batch: int) -> torch.Tensor:
+        g = self.gen
+        idx = torch.multinomial(self.weights, batch, replacement=True, generator=g).tolist()
+        out = []
+        for i in idx:
+            c = self.clips[i]
+            T = c.shape[-1]
+            if T < self.segment:
+                c = F.pad(c, (0, self.segment - T))
+                T = self.segment
+            t0 = int(torch.randint(0, T - self.segment + 1, (), generator=g))
+            seg = c[:, t0:t0 + self.segment].float()
+            gain = math.exp(math.log(self.min_gain) * float(torch.rand((), generator=g)))
+            if float(torch.rand((), generator=g)) < 0.5:
+                gain = -gain
+            if seg.shape[0] > 1 and float(torch.rand((), generator=g)) < 0.5:
+                seg = seg.flip(0)
+            out.append(seg * gain)
+        return torch.stack(out).clamp(-1, 1) / 2

@@ -1,0 +1,156 @@
+"""``walloc-cdl train-codec``: train a WaLLoC codec on your own images or audio, from a closed-form start.
+
+Examples::
+
+    walloc-cdl train-codec --preset rgb-16x --data photos/ --out runs/rgb16 --time-budget 600
+    walloc-cdl train-codec --preset stereo-5x --data music/ --out runs/st5 --steps 20000 --device cuda
+    walloc-cdl train-codec --channels 6 --J 3 --latent-dim 24 --Nd 128 --data tiffs/ --out runs/ms
+    walloc-cdl train-codec --preset rgb-16x --data photos/ --out runs/rgb16 --resume
+
+``--data`` takes image folders, saved HF datasets / data files, WebDataset tars, idx files or audio
+folders (anything :func:`walloc_cdl.data.sources.open_source` reads), several at once.
+The result is ``OUT/NAME.safetensors`` + ``OUT/NAME.json`` (load with ``walloc_cdl.load_codec(path)``);
+checkpoints, previews and a JSONL log go to ``OUT/``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoints import save_codec
+from ..codec import build_codec
+from .batches import CropSampler, SegmentSampler, load_items
+from .pca import init_linear_encoder, init_post_filter, linear_reconstruction, wavelet_pca
+from .presets import PRESETS, preset
+from .trainer import TrainConfig, psnr, train
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.description = __doc__.split("\n\n")[0] + " Trains with MSE, AdamW, warmup + cosine decay, random crops."
+    g = p.add_argument_group("codec (a preset, or explicit sizes; explicit values override the preset)")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="shipped configuration and its training defaults")
+    g.add_argument("--ndim", type=int, choices=(1, 2), help="2: images (Codec2D, default), 1: audio (Codec1D)")
+    g.add_argument("--channels", type=int, help="input channels (3 RGB, 1 gray, 2 stereo, 6 multispectral...)")
+    g.add_argument("--J", type=int, help="wavelet packet levels (downsampling 2^J per side)")
+    g.add_argument("--latent-dim", type=int, help="latent channels")
+    g.add_argument("--latent-bits", type=int, help="bits per latent entry (8 fits image containers)")
+    g.add_argument("--Nd", type=int, help="decoder width (multiple of 32 for 2D; of latent-dim for 1D)")
+    g.add_argument("--no-post-filter", action="store_true", help="1D: no 129-tap post filter")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", nargs="+", required=True, help="training sources (folders, tars, HF datasets, idx)")
+    d.add_argument("--val", nargs="+", help="validation sources (default: fixed crops of the training data)")
+    d.add_argument("--crop", type=int, help="image crop side (default 256, or the preset's)")
+    d.add_argument("--min-scale", type=float, help="random downscale of crops: window crop/s, s in [min, 1]")
+    d.add_argument("--max-side", type=int, default=None, help="shrink images whose longer side exceeds this")
+    d.add_argument("--segment", type=int, help="audio segment length in samples (default 2^15)")
+    d.add_argument("--sample-rate", type=int, default=44100, help="audio is resampled to this rate")
+    d.add_argument("--val-size", type=int, default=16, help="validation crops/segments")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--steps", type=int, default=10_000, help="maximum optimizer steps")
+    o.add_argument("--time-budget", type=float, help="stop after this many seconds (the schedule follows it)")
+    o.add_argument("--batch-size", type=int, help="crops per step (default 32, or the preset's)")
+    o.add_argument("--lr", type=float, default=5e-4, help="peak AdamW learning rate")
+    o.add_argument("--warmup", type=int, default=200, help="linear warmup steps")
+    o.add_argument("--weight-decay", type=float, default=1e-2)
+    o.add_argument("--decoder-only-steps", type=int, default=None,
+                   help="first steps train only the decoder, encoder kept at its closed form (default 10%%)")
+    o.add_argument("--tf-weight", type=float, default=0.0, help="weight of the transform-domain MSE")
+    o.add_argument("--rho", type=float, help="closed-form quantisation: step²/12 = rho x smallest kept variance")
+    o.add_argument("--step", type=float, help="closed-form quantisation step in transform units (overrides rho)")
+    o.add_argument("--pca-batches", type=int, default=8, help="batches for the closed-form PCA")
+    o.add_argument("--free-encoder-gain", action="store_true",
+                   help="let the encoder's gain drift (the rate then grows); default pins it")
+    o.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    r = p.add_argument_group("run")
+    r.add_argument("--out", required=True, help="output folder: NAME.safetensors/.json, ckpt/, previews, log")
+    r.add_argument("--name", help="codec name (default: the preset, else 'codec')")
+    r.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    r.add_argument("--resume", action="store_true", help="continue from OUT/ckpt/last.*")
+    r.add_argument("--val-every", type=int, default=500)
+    r.add_argument("--checkpoint-every", type=int, default=2000)
+    r.add_argument("--half", action="store_true", help="store the decoder in fp16 (as shipped codecs are)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _resolve(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(codec config, data/training defaults) from the preset and explicit options."""
+    base = preset(args.preset) if args.preset else {"codec": {}, "kind": None}
+    cfg = dict(base["codec"])
+    ndim = args.ndim or (1 if "post_filter" in cfg else 2)
+    for key, val in (("channels", args.channels), ("J", args.J), ("latent_dim", args.latent_dim),
+                     ("latent_bits", args.latent_bits), ("Nd", args.Nd)):
+        if val is not None:
+            cfg[key] = val
+    cfg.setdefault("Ne", None)
+    cfg.setdefault("latent_bits", 8)
+    cfg.setdefault("lightweight_encode", True)
+    cfg.setdefault("Nd", 128 if ndim == 2 else 4 * cfg.get("latent_dim", 1))
+    if ndim == 1:
+        cfg["post_filter"] = not args.no_post_filter and cfg.get("post_filter", True)
+    missing = [k for k in ("channels", "J", "latent_dim") if k not in cfg]
+    if missing:
+        raise SystemExit(f"train-codec: missing {', '.join('--' + m.replace('_', '-') for m in missing)}")
+    kind = "audio" if ndim == 1 else "image"
+    extra = {"kind": kind, "crop": args.crop or base.get("crop", 256), "segment": args.segment or base.get("segment", 2 ** 15),
+             "min_scale": args.min_scale if args.min_scale is not None else base.get("min_scale", 1.0),
+             "rho": args.rho if args.rho is not None else base.get("rho", 0.1),
+             "batch_size": args.batch_size or base.get("batch_size", 32)}
+    return cfg, extra
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg, extra = _resolve(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = args.name or args.preset or "codec"
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    codec = build_codec(cfg).to(device)
+    kind, progress = extra["kind"], not args.no_progress
+    items = load_items(args.data, kind, cfg["channels"], device, args.sample_rate, args.max_side, progress=progress)
+    if kind == "image":
+        make = lambda data, seed: CropSampler(data, extra["crop"], extra["min_scale"], seed=seed)  # noqa: E731
+    else:
+        make = lambda data, seed: SegmentSampler(data, extra["segment"], seed=seed)  # noqa: E731
+    sampler = make(items, args.seed)
+    if args.val:
+        val_items = load_items(args.val, kind, cfg["channels"], device, args.sample_rate, args.max_side, progress=progress)
+        val, val_from = make(val_items, 1).fixed(args.val_size), "validation sources"
+    else:
+        val, val_from = sampler.fixed(args.val_size), "fixed crops of the training data"
+    print(f"{name}: {cfg}; {len(items)} training items on {device}; validation: {val_from}")
+
+    closed: dict[str, Any] = {}
+    if not args.resume:
+        pca = wavelet_pca(codec, (sampler.sample(extra["batch_size"]) for _ in range(args.pca_batches)))
+        step = args.step or pca.step_for(extra["rho"])
+        gain = init_linear_encoder(codec, pca, step)
+        if kind == "audio":
+            init_post_filter(codec)
+        kept = float(pca.variances[: cfg["latent_dim"]].sum() / pca.variances.sum())
+        closed = {"rho": None if args.step else extra["rho"], "step": step, "gain": gain, "positions": pca.n_samples,
+                  "variance_kept": kept, "val_psnr_linear": psnr(linear_reconstruction(codec, pca, val), val)}
+        print(f"closed form: PCA keeps {100 * kept:.2f}% of the variance; linear codec val PSNR "
+              f"{closed['val_psnr_linear']:.2f} dB (step {step:.4g}, gain {gain:.3g})")
+    tc = TrainConfig(steps=args.steps, batch_size=extra["batch_size"], lr=args.lr, warmup=args.warmup,
+                     weight_decay=args.weight_decay, tf_weight=args.tf_weight, time_budget=args.time_budget,
+                     decoder_only_steps=(args.decoder_only_steps if args.decoder_only_steps is not None
+                                         else args.steps // 10),
+                     amp=not args.no_amp, pin_encoder_gain=not args.free_encoder_gain, val_every=args.val_every,
+                     checkpoint_every=args.checkpoint_every, seed=args.seed)
+    summary = train(codec, sampler, tc, out, val=val, resume=args.resume, progress=progress)
+    card = {"name": name, "created": _dt.date.today().isoformat(),
+            "training": {"data": [str(d) for d in args.data], "items": len(items), "kind": kind,
+                         **({"crop": extra["crop"], "min_scale": extra["min_scale"]} if kind == "image"
+                            else {"segment": extra["segment"], "sample_rate": args.sample_rate}),
+                         "validation": val_from, "closed_form": closed, **summary},
+            "storage": "decoder fp16, encoder fp32" if args.half else "fp32"}
+    path = save_codec(codec, out / f"{name}.safetensors", metadata=card, half_decoder=args.half)
+    print(json.dumps({"saved": str(path), "val_psnr": summary["val_psnr"], "steps": summary["steps"]}))
+    return 0

@@ -1,0 +1,140 @@
+"""Closed-form start for WaLLoC training: PCA (KLT) of the wavelet-packet coefficients.
+
+Each spatial position (time step) of the packet transform is a vector of ``C·4^J`` (``C·2^J``) band
+coefficients.  The KLT keeps the ``latent_dim`` directions of largest variance, which is the optimal
+*linear* encoder for MSE, and its transpose is the matching linear decoder.  The gain ``g`` in front of
+the projection sets the quantisation step: near zero ``ToUniform`` has slope
+``2·latent_max·φ(0)/scale``, so rounding the latent is a uniform quantiser of step
+``Δ = 1 / (g · slope)`` in transform units.  By default ``Δ`` is chosen so that the quantisation noise
+``Δ²/12`` of each kept component is ``rho`` times the variance of the smallest kept component (the
+reverse water-filling picture: spend bits until the noise sits below the weakest kept component).
+
+Usage::
+
+    pca = wavelet_pca(codec, batches)                # batches of x in [-0.5, 0.5]
+    init_linear_encoder(codec, pca, step=pca.step_for(rho=0.25))
+    x_hat = linear_reconstruction(codec, pca, x)     # what the closed form alone gives
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+
+from ..bottleneck import companding_scale
+from ..codec import Codec1D, Codec2D
+
+
+@dataclass
+class WaveletPCA:
+    """Mean ``(K,)``, components ``(K, K)`` (columns, by decreasing variance) and variances ``(K,)``."""
+
+    mean: torch.Tensor
+    components: torch.Tensor
+    variances: torch.Tensor
+    n_samples: int
+    latent_dim: int
+
+    def step_for(self, rho: float = 0.25) -> float:
+        """Quantisation step Δ with Δ²/12 = rho · (variance of the smallest kept component)."""
+        lam = float(self.variances[self.latent_dim - 1].clamp_min(1e-12))
+        return math.sqrt(12.0 * rho * lam)
+
+    def truncation_mse(self) -> float:
+        """Per-coefficient MSE of dropping the weaker components (no quantisation), transform domain."""
+        return float(self.variances[self.latent_dim:].sum() / self.variances.numel())
+
+
+def _flatten(X: torch.Tensor) -> torch.Tensor:
+    """(B, K, *spatial) -> (N, K) samples."""
+    return X.transpose(0, 1).reshape(X.shape[1], -1).T
+
+
+@torch.no_grad()
+def wavelet_pca(codec: Codec1D | Codec2D, batches: Iterable[torch.Tensor]) -> WaveletPCA:
+    """KLT of the codec's packet coefficients over all positions of ``batches`` (float64 accumulation)."""
+    K = codec.channels * codec.freq_bands
+    s1 = torch.zeros(K, dtype=torch.float64)
+    s2 = torch.zeros(K, K, dtype=torch.float64)
+    n = 0
+    for x in batches:
+        X = codec.wavelet_analysis(x.float(), J=codec.J)
+        if X.shape[1] != K:
+            raise ValueError(f"batch gives {X.shape[1]} bands, codec expects {K} (channels {codec.channels})")
+        f = _flatten(X).double().cpu()
+        s1 += f.sum(0)
+        s2 += f.T @ f
+        n += f.shape[0]
+    if n <= K:
+        raise ValueError(f"PCA of {K} bands needs more than {K} positions; got {n} (give more or larger crops)")
+    mean = s1 / n
+    cov = s2 / n - torch.outer(mean, mean)
+    var, vec = torch.linalg.eigh(cov)
+    order = torch.argsort(var, descending=True)
+    return WaveletPCA(mean.float(), vec[:, order].float(), var[order].clamp_min(0).float(), n, codec.latent_dim)
+
+
+def companding_slope(latent_bits: int) -> float:
+    """d ToUniform / dx at 0: latents per transform unit for a unit gain."""
+    scale = companding_scale(latent_bits)
+    latent_max = 2 ** (latent_bits - 1) - 1 + 0.5 - 1e-3
+    return 2 * latent_max / (scale * math.sqrt(2 * math.pi))
+
+
+def _encoder_conv(codec: Codec1D | Codec2D) -> torch.nn.Module:
+    conv = codec.encoder[0]
+    if not isinstance(conv, (torch.nn.Conv1d, torch.nn.Conv2d)) or any(k != 1 for k in conv.kernel_size):
+        raise ValueError("closed-form init needs the lightweight (1×1 conv) encoder: lightweight_encode=True")
+    return conv
+
+
+def encoder_gain(codec: Codec1D | Codec2D, step: float) -> float:
+    """Gain g in front of the orthonormal projection that gives quantisation step ``step``."""
+    return 1.0 / (step * companding_slope(codec.latent_bits))
+
+
+@torch.no_grad()
+def init_linear_encoder(codec: Codec1D | Codec2D, pca: WaveletPCA, step: float) -> float:
+    """Set the 1×1 encoder to ``g · U_kᵀ (X - mean)``; returns the gain g."""
+    conv = _encoder_conv(codec)
+    g = encoder_gain(codec, step)
+    U = pca.components[:, : codec.latent_dim]
+    w = (g * U.T).to(conv.weight)
+    conv.weight.copy_(w.reshape(conv.weight.shape))
+    conv.bias.copy_(-(w @ pca.mean.to(w)))
+    return g
+
+
+@torch.no_grad()
+def init_post_filter(codec: Codec1D) -> None:
+    """The 1D post filter starts as the identity (a centred unit impulse), not a random 129-tap filter."""
+    if getattr(codec, "post_filter", False):
+        codec.post.weight.zero_()
+        mid = codec.post.kernel_size[0] // 2
+        for c in range(codec.channels):
+            codec.post.weight[c, c, mid] = 1.0
+        codec.post.bias.zero_()
+
+
+@torch.no_grad()
+def linear_reconstruction(codec: Codec1D | Codec2D, pca: WaveletPCA, x: torch.Tensor) -> torch.Tensor:
+    """Closed-form codec output: encode, round, undo the companding, project back with Uᵀ, synthesise.
+
+    Uses ``codec.encoder`` as it is (so after :func:`init_linear_encoder` this is the PCA codec).
+    """
+    X = codec.wavelet_analysis(x, J=codec.J)
+    conv = _encoder_conv(codec)
+    z = torch.round(codec.encoder[1](conv(X)))
+    if isinstance(codec, Codec1D) and conv.padding[0]:
+        z = z[..., conv.padding[0]: z.shape[-1] - conv.padding[0]]
+    v = codec.decoder[0](z)  # ToNormal
+    w = conv.weight.reshape(conv.weight.shape[0], -1)
+    # least squares: Y = mean + W⁺ (v - b - W mean); the dropped components stay at their mean
+    pinv = torch.linalg.pinv(w.double()).float()
+    mean = pca.mean.to(v)
+    shape = (1, -1, *([1] * (v.ndim - 2)))
+    r = v - conv.bias.reshape(shape) - (w @ mean).reshape(shape)
+    Y = torch.einsum("kc,bc...->bk...", pinv, r) + mean.reshape(shape)
+    return codec.clamp(codec.wavelet_synthesis(Y, J=codec.J))
