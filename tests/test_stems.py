@@ -1,0 +1,104 @@
+"""Adapter stems: latent models keep timm's API and match the pixel model's strides from the entry on."""
+import pytest
+import torch
+import torch.nn as nn
+
+from walloc_cdl import Codec2D
+from walloc_cdl.models import LatentSpec, create_latent_model, create_strided_model, latent_spec
+
+# one small model per required family; img_size is the pixel size where the family needs one
+FAMILIES = [
+    ("resnet10t", {}),
+    ("convnext_atto", {}),
+    ("efficientnet_b0", {}),
+    ("maxvit_nano_rw_256", {"img_size": 128}),
+    ("vit_tiny_patch16_224", {"img_size": 128}),
+    ("deit_tiny_patch16_224", {"img_size": 128}),
+]
+PIX = 128
+
+
+def _features(model, x):
+    f = model.forward_features(x)
+    return f
+
+
+@pytest.mark.parametrize("name,kw", FAMILIES)
+@pytest.mark.parametrize("J", [2, 3])
+def test_latent_model_matches_pixel_model(name, kw, J):
+    spec = {"latent_dim": 12, "J": J}
+    pix = create_strided_model(name, 3, 1, 7, **kw).eval()
+    lat = create_latent_model(name, spec, 7, **kw).eval()
+    x = torch.randn(2, 3, PIX, PIX)
+    z = torch.randn(2, 12, PIX >> J, PIX >> J)
+    with torch.no_grad():
+        fp, fl = _features(pix, x), _features(lat, z)
+        assert fl.shape == fp.shape  # same final grid (or token count) and width as the pixel model
+        assert lat(z).shape == (2, 7)
+        lat.reset_classifier(3)
+        assert lat(z).shape == (2, 3)
+        assert lat.forward_head(fl, pre_logits=True).shape[0] == 2
+    with pytest.raises(RuntimeError):
+        lat(torch.randn(2, 3, PIX >> J, PIX >> J))  # it really takes latent_dim channels
+
+
+@pytest.mark.parametrize("name,kw", [f for f in FAMILIES if not f[0].startswith(("vit", "deit"))])
+def test_features_only_reductions_are_honest(name, kw):
+    J = 3
+    z = torch.randn(1, 12, PIX >> J, PIX >> J)
+    for stem in ("keep", "enter"):
+        feats = create_latent_model(name, {"latent_dim": 12, "J": J}, 0, stem=stem, features_only=True, **kw).eval()
+        with torch.no_grad():
+            outs = feats(z)
+        assert len(outs) == len(feats.feature_info.reduction())
+        for o, r in zip(outs, feats.feature_info.reduction()):
+            assert o.shape[-1] == (PIX >> J) // r, (stem, o.shape, r)
+
+
+def test_vit_patch_embed_is_patch_over_stride():
+    m = create_latent_model("vit_tiny_patch16_224", {"latent_dim": 12, "J": 3}, 5, img_size=256)
+    assert m.patch_embed.patch_size == (2, 2)
+    assert m.patch_embed.proj.in_channels == 12
+    assert m.patch_embed.grid_size == (16, 16)  # the pixel model's 256/16 grid
+    with pytest.raises(ValueError, match="patch size"):
+        create_latent_model("vit_tiny_patch16_224", {"latent_dim": 12, "J": 5}, 5, img_size=256)
+
+
+def test_enter_drops_stages_keep_keeps_them():
+    keep = create_latent_model("resnet18", {"latent_dim": 12, "J": 3}, 10, stem="keep")
+    enter = create_latent_model("resnet18", {"latent_dim": 12, "J": 3}, 10, stem="enter")
+    assert keep.latent_adapter["dropped"] == []
+    assert enter.latent_adapter["dropped"] == ["layer1", "layer2"]
+    assert isinstance(enter.layer1, nn.Identity) and not isinstance(keep.layer1, nn.Identity)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(enter) < n(keep)
+    # keep: layer2 no longer strides (latent already at stride 8), layer3 still does
+    z = torch.randn(1, 12, 32, 32)
+    with torch.no_grad():
+        h = keep.maxpool(keep.act1(keep.bn1(keep.conv1(z))))
+        assert keep.layer2(keep.layer1(h)).shape[-1] == 32
+        assert keep.layer3(keep.layer2(keep.layer1(h))).shape[-1] == 16
+
+
+def test_downsampled_pixels_use_the_same_machinery():
+    m = create_strided_model("resnet10t", in_chans=3, input_stride=4, num_classes=10)
+    assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="power of two"):
+        create_strided_model("resnet10t", 3, 3, 10)
+
+
+def test_latent_spec_sources():
+    codec = Codec2D(channels=3, J=3, Ne=None, Nd=32, latent_dim=12, latent_bits=8, lightweight_encode=True)
+    assert latent_spec(codec) == LatentSpec(12, 3, 2, 3)
+    assert latent_spec({"latent_dim": 4, "J": 2}).stride == 4
+    with pytest.raises(ValueError, match="lacks"):
+        latent_spec({"J": 2})
+    with pytest.raises(TypeError):
+        latent_spec(3.5)
+    m = create_latent_model("resnet10t", codec, 10)
+    assert m(codec.encode(torch.rand(2, 3, 64, 64) - 0.5)).shape == (2, 10)
+
+
+def test_unsupported_family_is_named():
+    with pytest.raises(NotImplementedError, match="ByobNet"):
+        create_latent_model("resnext26ts", {"latent_dim": 12, "J": 3}, 10)
