@@ -31,7 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-METHODS_2D = ("sep", "sep_mm", "dense")
+METHODS_2D = ("sep", "sep_mm", "mm", "dense")
+"""2D formulations: ``sep`` two strided convs; ``sep_mm`` GEMMs along W then a conv along H;
+``mm`` GEMMs for both passes (block-Toeplitz, see :func:`_encode_2d_mm`); ``dense`` one 2D conv."""
 
 
 def composite_filters(h0: np.ndarray, h1: np.ndarray, J: int) -> tuple[np.ndarray, int]:
@@ -200,6 +202,8 @@ def _encode_2d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, method: st
     scale = 1 / 255 if uint8 else 1.0
     if method == "dense":
         return _encode_2d_dense(codec, plan, x, dtype, scale)
+    if method == "mm" and plan.proj is not None and not transform_only:
+        return _encode_2d_mm(plan, x, dtype, S, scale)
     xp = periodic_pad(x, [_pads(H, h, S, K, plan.lo), _pads(W, w, S, K, plan.lo)]).to(dtype)
     Hp, Wp = xp.shape[-2:]
     bias_w = None
@@ -220,6 +224,53 @@ def _encode_2d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, method: st
 def _result(t: torch.Tensor) -> torch.Tensor:
     """float32 results (float64 stays float64), whatever the compute precision."""
     return t if t.dtype == torch.float64 else t.float()
+
+
+def _toeplitz_blocks(M: torch.Tensor, S: int, P: int) -> torch.Tensor:
+    """(2, F·P, G·m) pair of block-Toeplitz matrices for stride-S filtering in blocks of P = S·m.
+
+    ``M`` is (G, F, K): G outputs from F inputs with K taps.  Output position ``pos`` of block i reads
+    inputs [P i + S pos, P i + S pos + K) of the window [P i, P i + 2P); rows are (input f, window offset),
+    columns (output g, pos); the two matrices multiply block i and block i + 1.
+    """
+    G, Fn, K = M.shape
+    m = P // S
+    T = torch.zeros(Fn, 2 * P, G, m, dtype=M.dtype, device=M.device)
+    for pos in range(m):
+        T[:, S * pos: S * pos + K, :, pos] = M.permute(1, 2, 0)
+    return T.reshape(Fn, 2, P, G * m).transpose(0, 1).reshape(2, Fn * P, G * m)
+
+
+def _encode_2d_mm(plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, S: int, scale: float) -> torch.Tensor:
+    """Both passes as pairs of GEMMs on non-overlapping blocks (tensor-core friendly on GPUs).
+
+    Inputs are wrap-padded to (nb + 1)·P per dimension so that every output block of P/S positions
+    reads exactly its own and the next input block.
+    """
+    B, C, H, W = x.shape
+    dev = x.device
+    K = plan.MW.shape[1]
+    P = S * max(1, -(-(K - S) // S))
+    m = P // S
+    h, w = H // S, W // S
+    nbh, nbw = -(-h // m), -(-w // m)
+    pad = lambda n, nb: (-plan.lo, (nb + 1) * P - n + plan.lo)
+    xp = periodic_pad(x, [pad(H, nbh), pad(W, nbw)]).to(dtype)
+    Hp = (nbh + 1) * P
+    # pass W: rows (b, c, row) x blocks -> (band, pos)
+    A = _toeplitz_blocks((plan.MW * scale).unsqueeze(1), S, P).to(dev, dtype)
+    rows = xp.reshape(B * C * Hp, nbw + 1, P)
+    y = rows[:, :nbw] @ A[0] + rows[:, 1:] @ A[1]                           # (B·C·Hp, nbw, S·m)
+    if scale != 1.0:
+        y = y + (-0.5 * plan.MW.sum(1)).to(dev, dtype).repeat_interleave(m)
+    # pass H with the projection: rows (b, w position) x H blocks -> (latent, pos)
+    y = y.reshape(B, C, nbh + 1, P, nbw, S, m).permute(0, 4, 6, 2, 1, 5, 3)   # (B, nbw, m, nbh+1, C, S, P)
+    y = y.reshape(B * nbw * m, nbh + 1, C * S * P)
+    Hm = _toeplitz_blocks(plan.proj, S, P).to(dev, dtype)
+    z = y[:, :nbh] @ Hm[0] + y[:, 1:] @ Hm[1]                                 # (B·w', nbh, latent·m)
+    L = plan.proj.shape[0]
+    z = z.reshape(B, nbw * m, nbh, L, m).permute(0, 3, 2, 4, 1).reshape(B, L, nbh * m, nbw * m)[:, :, :h, :w]
+    return _result(z) + plan.bias.to(dev, torch.float64 if z.dtype == torch.float64 else torch.float32).reshape(1, L, 1, 1)
 
 
 def _encode_2d_dense(codec, plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, scale: float) -> torch.Tensor:
