@@ -1,0 +1,118 @@
+"""A constructed, detail-sensitive image set: which word is written, small, on a real photo?
+
+Each 256² sample is a crop of a real photograph (:mod:`walloc_cdl.data.corpora`) with one of 50
+five-letter words (``wamerican``) rendered in a real font (Debian ``fonts-*``) at 10-16 px, in black or
+white (whichever contrasts with the photo under it), at a random place.  Train and test differ in
+*font family* (every third family, sorted by name, is held out) and in *photo* (the corpora's held-out
+photos), so a model must read the letters rather than memorise glyph bitmaps or backgrounds.
+
+It is constructed, not collected: it stands in for tasks where the label lives in fine detail (text,
+small defects, thin structures) that resolution reduction erases.  Generated deterministically from its
+parameters and cached (:func:`walloc_cdl.benchdata.cached`).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from . import Benchmark, cached
+
+WORDS_FILE = Path("/usr/share/dict/words")
+FONT_DIRS = (Path("/usr/share/fonts"),)
+#: Fonts that are not Latin text faces (symbols, dingbats, math, script).
+_NOT_TEXT = re.compile(r"symbol|dingbat|math|D050000L|Z003|emoji", re.I)
+
+
+def vocabulary(n_classes: int = 50, length: int = 5, seed: int = 1234) -> list[str]:
+    """``n_classes`` distinct lowercase words of ``length`` letters from ``/usr/share/dict/words``."""
+    if not WORDS_FILE.exists():
+        raise FileNotFoundError(f"{WORDS_FILE}: word list missing (apt-get install wamerican)")
+    words = sorted({w for w in WORDS_FILE.read_text(errors="ignore").split() if re.fullmatch(f"[a-z]{{{length}}}", w)})
+    if len(words) < n_classes:
+        raise ValueError(f"{WORDS_FILE} has only {len(words)} {length}-letter words, need {n_classes}")
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(words, n_classes, replace=False).tolist())
+
+
+def fonts(split: str = "train") -> list[Path]:
+    """Installed text fonts of the split: every third family (sorted by name) is held out for 'test'."""
+    files = sorted({p for d in FONT_DIRS if d.exists() for ext in ("ttf", "otf") for p in d.rglob(f"*.{ext}")
+                    if not _NOT_TEXT.search(p.name)})
+    families = sorted({p.stem.split("-")[0] for p in files})
+    test = {f for i, f in enumerate(families) if i % 3 == 2}
+    chosen = [p for p in files if (p.stem.split("-")[0] in test) == (split == "test")]
+    if not chosen:
+        raise FileNotFoundError(f"no {split} fonts found under {FONT_DIRS} (apt-get install fonts-dejavu-core "
+                                "fonts-liberation fonts-urw-base35)")
+    return chosen
+
+
+def render(photo: np.ndarray, word: str, font: Path, font_px: int, rng: np.random.Generator,
+           size: int = 256) -> np.ndarray:
+    """A (size, size, 3) uint8 crop of ``photo`` with ``word`` written on it."""
+    h, w = photo.shape[:2]
+    if h < size or w < size:
+        raise ValueError(f"photo {w}x{h} is smaller than the crop {size}")
+    y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    crop = photo[y0:y0 + size, x0:x0 + size]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    img = Image.fromarray(np.ascontiguousarray(crop))
+    draw = ImageDraw.Draw(img)
+    f = ImageFont.truetype(str(font), font_px)
+    left, top, right, bottom = draw.textbbox((0, 0), word, font=f)
+    tw, th = right - left, bottom - top
+    m = 2
+    x = int(rng.integers(m, max(m + 1, size - tw - m))) - left
+    y = int(rng.integers(m, max(m + 1, size - th - m))) - top
+    under = np.asarray(img)[max(0, y + top):y + bottom, max(0, x + left):x + right]
+    luma = float(under.mean()) if under.size else 128.0
+    ink = (0, 0, 0) if luma > 128 else (255, 255, 255)
+    draw.text((x, y), word, font=f, fill=ink)
+    return np.asarray(img)
+
+
+def _build(n: int, split: str, words: list[str], size: int, font_px: tuple[int, int], seed: int) -> dict[str, np.ndarray]:
+    from tqdm import tqdm
+
+    from ..data import corpora
+
+    photos = corpora.photos("test" if split == "test" else "train")
+    if not photos:
+        raise FileNotFoundError(f"no {split} photos installed; missing packages: {corpora.missing_photo_packages()}")
+    scale = size / 256
+    arrays = [corpora.load_photo(p, max_side=max(size, round(768 * scale))) for p in photos]
+    arrays = [a for a in arrays if min(a.shape[:2]) >= size]
+    fs = fonts(split)
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1])
+    labels = rng.permutation(np.arange(n) % len(words))
+    x = np.empty((n, size, size, 3), np.uint8)
+    lo, hi = max(4, round(font_px[0] * scale)), max(4, round(font_px[1] * scale))
+    for i in tqdm(range(n), desc=f"words/{split}", leave=False, disable=n < 2000):
+        photo = arrays[int(rng.integers(len(arrays)))]
+        x[i] = render(photo, words[labels[i]], fs[int(rng.integers(len(fs)))], int(rng.integers(lo, hi + 1)), rng, size)
+    return {"x": x.transpose(0, 3, 1, 2), "y": labels.astype(np.int64)}
+
+
+def load(n_train: int = 4000, n_test: int = 1000, size: int = 256, n_classes: int = 50,
+         font_px: tuple[int, int] = (10, 16), seed: int = 0) -> Benchmark:
+    """The words set: uint8 (N, 3, size, size); ``font_px`` is the size range at 256 px (scaled with ``size``)."""
+    words = vocabulary(n_classes)
+    splits = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        params = dict(v=1, n=n, split=split, size=size, words=words, font_px=list(font_px), seed=seed,
+                      fonts=[p.name for p in fonts(split)])
+        a = cached("words", params, lambda: _build(n, split, words, size, font_px, seed))
+        splits[split] = (torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
+    return Benchmark(
+        name="words", modality="image", x_train=splits["train"][0], y_train=splits["train"][1],
+        tests={"test": splits["test"]}, classes=words, codecs={4: "rgb-4x", 16: "rgb-16x"},
+        description=(f"CONSTRUCTED: {n_classes} words in real fonts ({font_px[0]}-{font_px[1]} px at 256) on "
+                     f"{size}x{size} crops of real photos; test fonts and photos unseen in training"),
+        meta={"train_fonts": [p.name for p in fonts("train")], "test_fonts": [p.name for p in fonts("test")],
+              "size": size},
+    )
