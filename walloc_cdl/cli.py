@@ -12,6 +12,8 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("walloc_cdl.info", "describe a codec (shipped name, .pth or .safetensors) or list shipped codecs"),
+    "encode": ("walloc_cdl.data.encode", "pre-encode images/audio (folders, idx, HF datasets, tars) into latent "
+                                         "WebDataset shards"),
     "train-codec": ("walloc_cdl.training.cli", "train a WaLLoC codec on images or audio from a closed-form PCA start"),
     "compare": ("walloc_cdl.compare", "train one model on WaLLoC latents vs equal-dimension downsampling vs full "
                                       "resolution; print and save the table and plot"),

@@ -76,8 +76,14 @@ class Source:
     def __len__(self) -> int:
         return len(self.items)
 
+    draft: tuple[int, int] | None = None  # JPEG draft hint: decode at >= this (w, h) when a job downscales anyway
+
     def load(self, i: int) -> Sample:
         raise NotImplementedError
+
+    def item_bytes(self, i: int) -> int:
+        """Bytes item i takes in the source (for size-on-disk reports); 0 when unknown."""
+        return 0
 
     def try_load(self, i: int) -> Sample | Skipped:
         """`load`, with any failure turned into `Skipped` (decoders raise many exception types)."""
@@ -130,9 +136,13 @@ def pil_to_array(img: "Image.Image") -> np.ndarray:
     return a[..., None] if a.ndim == 2 else a
 
 
-def decode_image(data: bytes | Path | str, name: str = "") -> tuple[np.ndarray, dict[str, Any]]:
+def decode_image(data: bytes | Path | str, name: str = "",
+                 draft: tuple[int, int] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Bytes or a path -> (H, W, C) array and meta (mode, size). Multi-band / 16-bit RGB TIFFs go
-    through tifffile, which PIL cannot read; EXIF orientation is applied, as a viewer shows it."""
+    through tifffile, which PIL cannot read; EXIF orientation is applied, as a viewer shows it.
+
+    `draft` (w, h) lets JPEG decode at a reduced scale (DCT scaling, >= w x h) when the caller will
+    downscale anyway; meta["size"] is always the stored size."""
     from PIL import Image, ImageOps
 
     name = name or (str(data) if isinstance(data, (str, Path)) else "")
@@ -145,13 +155,17 @@ def decode_image(data: bytes | Path | str, name: str = "") -> tuple[np.ndarray, 
             pass  # let PIL try (and report) it
     fp = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     with Image.open(fp) as img:
+        mode, size = img.mode, list(img.size)
+        turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF rotations by 90 degrees swap w and h
+        if turned:
+            size = size[::-1]
+        if draft is not None and img.format == "JPEG":
+            img.draft(img.mode, tuple(draft[::-1]) if turned else tuple(draft))
         img.load()  # decode now so truncated files fail here
-        mode = img.mode
-        img = ImageOps.exif_transpose(img)
-        a = pil_to_array(img)
+        a = pil_to_array(ImageOps.exif_transpose(img))
     if a.size == 0:
         raise SourceError("empty image")
-    return a, {"mode": mode, "size": [int(a.shape[1]), int(a.shape[0])]}
+    return a, {"mode": mode, "size": size}
 
 
 def _decode_tiff(data: bytes | Path | str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -292,6 +306,9 @@ class _FolderSource(Source):
             self.suffixes = tuple(s.lower() for s in suffixes)
         self.items = [str(p) for p, _ in self._files]
 
+    def item_bytes(self, i: int) -> int:
+        return self._files[i][0].stat().st_size
+
     def _key(self, i: int) -> str:
         p = self._files[i][0]
         return make_key(i, str(p.relative_to(self.root).with_suffix("")))
@@ -312,7 +329,7 @@ class ImageFolder(_FolderSource):
     suffixes = IMAGE_SUFFIXES
 
     def _decode(self, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-        return decode_image(path)
+        return decode_image(path, draft=self.draft)
 
 
 class AudioFolder(_FolderSource):
@@ -399,6 +416,10 @@ class IdxSource(Source):
         return cls(_find_idx(root, f"{prefix}-images-idx3-ubyte"), _find_idx(root, f"{prefix}-labels-idx1-ubyte"),
                    FASHION_MNIST_CLASSES)
 
+    def item_bytes(self, i: int) -> int:
+        """The file's size shared over its items (idx.gz is compressed as a whole)."""
+        return round(self.path.stat().st_size / max(1, len(self.x)))
+
     def load(self, i: int) -> Sample:
         a = self.x[i]
         a = a[..., None] if a.ndim == 2 else a
@@ -450,6 +471,14 @@ class HFSource(Source):
         self.name = str(dataset) if isinstance(dataset, (str, Path)) else "dataset"
         self.items = [f"{self.name}[{i}]" for i in range(len(ds))]
 
+    def item_bytes(self, i: int) -> int:
+        v = self.ds[i][self.column]
+        b = v.get("bytes") if isinstance(v, dict) else v
+        if isinstance(b, (bytes, bytearray)):
+            return len(b)
+        p = v.get("path") if isinstance(v, dict) else v
+        return Path(p).stat().st_size if isinstance(p, str) and Path(p).exists() else 0
+
     def load(self, i: int) -> Sample:
         row = self.ds[i]
         v = row[self.column]
@@ -469,7 +498,7 @@ class HFSource(Source):
         elif hasattr(src, "mode") and hasattr(src, "size"):
             data, meta = pil_to_array(src), {"mode": src.mode, "size": list(src.size)}
         else:
-            data, meta = decode_image(src, name=path or "")
+            data, meta = decode_image(src, name=path or "", draft=self.draft)
         label = row.get(self.label_column, -1) if self.label_column else -1
         label = int(label) if isinstance(label, (int, np.integer)) else -1
         name = str(row[self.key_column]) if self.key_column else (Path(path).stem if path else "")
@@ -531,6 +560,9 @@ class WdsSource(Source):
             self.skipped.append(Skipped(str(path), f"unreadable after {len(groups)} samples: {e}"))
         return [(path, k, g) for k, g in groups.items()]
 
+    def item_bytes(self, i: int) -> int:
+        return sum(size for _, size in self._index[i][2].values())
+
     def load(self, i: int) -> Sample:
         path, key, members = self._index[i]
 
@@ -549,7 +581,7 @@ class WdsSource(Source):
         if self.kind == "audio":
             data, meta = decode_audio(read(ext))
         else:
-            data, meta = decode_image(read(ext), name=f"x.{ext}")
+            data, meta = decode_image(read(ext), name=f"x.{ext}", draft=self.draft)
         label = -1
         for lab in ("cls", "label", "cls2"):
             if lab in members:
