@@ -25,7 +25,7 @@ import torch
 from ..checkpoints import save_codec
 from ..codec import build_codec
 from .batches import CropSampler, SegmentSampler, load_items
-from .pca import init_linear_encoder, init_post_filter, linear_reconstruction, wavelet_pca
+from .pca import init_linear_decoder, init_linear_encoder, init_post_filter, linear_reconstruction, wavelet_pca
 from .presets import PRESETS, preset
 from .trainer import TrainConfig, psnr, train
 
@@ -66,6 +66,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     o.add_argument("--free-encoder-gain", action="store_true",
                    help="let the encoder's gain drift (the rate then grows); default pins it")
     o.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    o.add_argument("--keep-last", action="store_true",
+                   help="result = last weights (default: the best validation PSNR seen, the start included)")
     r = p.add_argument_group("run")
     r.add_argument("--out", required=True, help="output folder: NAME.safetensors/.json, ckpt/, previews, log")
     r.add_argument("--name", help="codec name (default: the preset, else 'codec')")
@@ -133,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         gain = init_linear_encoder(codec, pca, step)
         if kind == "audio":
             init_post_filter(codec)
+            init_linear_decoder(codec, pca)  # the Oobleck decoder can start as the linear decoder exactly
         kept = float(pca.variances[: cfg["latent_dim"]].sum() / pca.variances.sum())
         closed = {"rho": None if args.step else extra["rho"], "step": step, "gain": gain, "positions": pca.n_samples,
                   "variance_kept": kept, "val_psnr_linear": psnr(linear_reconstruction(codec, pca, val), val)}
@@ -142,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                      weight_decay=args.weight_decay, tf_weight=args.tf_weight, time_budget=args.time_budget,
                      decoder_only_steps=(args.decoder_only_steps if args.decoder_only_steps is not None
                                          else args.steps // 10),
-                     amp=not args.no_amp, pin_encoder_gain=not args.free_encoder_gain, val_every=args.val_every,
+                     amp=not args.no_amp, keep_best=not args.keep_last, pin_encoder_gain=not args.free_encoder_gain, val_every=args.val_every,
                      checkpoint_every=args.checkpoint_every, seed=args.seed)
     summary = train(codec, sampler, tc, out, val=val, resume=args.resume, progress=progress)
     card = {"name": name, "created": _dt.date.today().isoformat(),

@@ -6,13 +6,13 @@ coefficients.  The KLT keeps the ``latent_dim`` directions of largest variance, 
 the projection sets the quantisation step: near zero ``ToUniform`` has slope
 ``2·latent_max·φ(0)/scale``, so rounding the latent is a uniform quantiser of step
 ``Δ = 1 / (g · slope)`` in transform units.  By default ``Δ`` is chosen so that the quantisation noise
-``Δ²/12`` of each kept component is ``rho`` times the variance of the smallest kept component (the
-reverse water-filling picture: spend bits until the noise sits below the weakest kept component).
+on the kept components totals ``rho`` times the truncation error (the variance of the dropped ones):
+``rho`` trades rate for distortion with the same meaning at every dimension.
 
 Usage::
 
     pca = wavelet_pca(codec, batches)                # batches of x in [-0.5, 0.5]
-    init_linear_encoder(codec, pca, step=pca.step_for(rho=0.25))
+    init_linear_encoder(codec, pca, step=pca.step_for(rho=0.1))
     x_hat = linear_reconstruction(codec, pca, x)     # what the closed form alone gives
 """
 from __future__ import annotations
@@ -37,10 +37,14 @@ class WaveletPCA:
     n_samples: int
     latent_dim: int
 
-    def step_for(self, rho: float = 0.25) -> float:
-        """Quantisation step Δ with Δ²/12 = rho · (variance of the smallest kept component)."""
-        lam = float(self.variances[self.latent_dim - 1].clamp_min(1e-12))
-        return math.sqrt(12.0 * rho * lam)
+    def step_for(self, rho: float = 0.1) -> float:
+        """Quantisation step Δ whose noise on the kept components is ``rho`` x the truncation error.
+
+        latent_dim · Δ²/12 = rho · (sum of the dropped variances): the closed form then loses
+        10·log10(1 + rho) dB to quantisation (before companding), whatever the dimensions.
+        """
+        dropped = float(self.variances[self.latent_dim:].sum().clamp_min(1e-12))
+        return math.sqrt(12.0 * rho * dropped / self.latent_dim)
 
     def truncation_mse(self) -> float:
         """Per-coefficient MSE of dropping the weaker components (no quantisation), transform domain."""
@@ -138,3 +142,56 @@ def linear_reconstruction(codec: Codec1D | Codec2D, pca: WaveletPCA, x: torch.Te
     r = v - conv.bias.reshape(shape) - (w @ mean).reshape(shape)
     Y = torch.einsum("kc,bc...->bk...", pinv, r) + mean.reshape(shape)
     return codec.clamp(codec.wavelet_synthesis(Y, J=codec.J))
+
+
+def _set_wn(conv: torch.nn.Module, weight: torch.Tensor) -> None:
+    """Set a weight-normed conv (weight = g · v / ||v||, norm over all dims but 0) to ``weight``.
+
+    Rows that are all zero get g = 0 and a small random direction, so they stay trainable.
+    """
+    norms = weight.reshape(weight.shape[0], -1).norm(dim=1)
+    v = weight.clone()
+    dead = norms == 0
+    v[dead] = 1e-3 * torch.randn_like(v[dead])
+    conv.weight_v.data.copy_(v)
+    conv.weight_g.data.copy_(norms.reshape(conv.weight_g.shape))
+
+
+@torch.no_grad()
+def init_linear_decoder(codec: Codec1D, pca: WaveletPCA, snake_beta: float = 1e3) -> None:
+    """Make the Oobleck decoder start as the closed-form linear decoder (residual branches at zero).
+
+    Main path: conv1 copies the latents into the first ``latent_dim`` channels, the two stride-1
+    transposed convs pass them on (together shifting by the one step the encoder's ``padding=1`` added),
+    the main-path Snakes are made near-linear (``sin²(x)/beta``, beta = ``snake_beta``), and conv2 holds
+    ``W⁺`` (the pseudo-inverse of the encoder's projection).  Each residual unit's last conv starts at
+    zero, so training adds non-linear corrections to a codec that already works.  The component of the
+    data mean outside the kept subspace is lost (conv2 has no bias); for audio that mean is ~0.
+    """
+    from ..nets import OobleckDecoder
+
+    dec = codec.decoder[1]
+    if not isinstance(dec, OobleckDecoder) or len(dec.block) != 2:
+        raise ValueError("linear decoder init supports walloc's Codec1D decoder (two stride-1 Oobleck blocks)")
+    k = codec.latent_dim
+    conv = _encoder_conv(codec)
+    W = conv.weight.reshape(k, -1)
+    P = torch.linalg.pinv(W.double()).float()  # (bands, k)
+    # conv1: latents -> first k channels (centre tap); bias -b turns v into W(X - 0) + ... (see docstring)
+    w1 = torch.zeros_like(dec.conv1.weight_v)
+    w1[torch.arange(k), torch.arange(k), w1.shape[-1] // 2] = 1.0
+    _set_wn(dec.conv1, w1)
+    dec.conv1.bias.copy_(torch.cat([-conv.bias, conv.bias.new_zeros(dec.conv1.bias.numel() - k)]))
+    for i, block in enumerate(dec.block):
+        wt = torch.zeros_like(block.conv_t1.weight_v)  # (in, out, 2): y[t] = w0 x[t+1] + w1 x[t]
+        wt[torch.arange(k), torch.arange(k), 0 if i == 0 else 1] = 1.0
+        _set_wn(block.conv_t1, wt)
+        block.conv_t1.bias.zero_()
+        block.snake1.beta.fill_(math.log(snake_beta))
+        for unit in (block.res_unit1, block.res_unit2, block.res_unit3):
+            unit.conv2.weight_g.zero_()
+            unit.conv2.bias.zero_()
+    dec.snake1.beta.fill_(math.log(snake_beta))
+    w2 = torch.zeros_like(dec.conv2.weight_v)
+    w2[:, :, w2.shape[-1] // 2] = P
+    _set_wn(dec.conv2, w2)

@@ -10,6 +10,8 @@ in place of rounding (``Round`` in train mode), loss ``MSE(x, xÌ‚) + tf_weight Â
 * bf16 autocast on CUDA for the decoder only: wavelets, encoder and companding stay fp32, since a
   latent of magnitude ~100 in bf16 would carry more error than the quantiser itself;
 * the schedule can run on a wall-clock budget: progress = max(step / steps, elapsed / time_budget);
+* ``keep_best``: the weights with the best validation PSNR seen (the start included) are the result,
+  so a good closed-form start (the 1D linear decoder) is never lost to a short noisy run;
 * checkpoints (``last.safetensors`` via :func:`save_codec` + ``last.optim.safetensors`` holding the
   AdamW moments, no pickle), ``--resume``, validation PSNR, preview PNGs, a JSONL log.
 
@@ -53,6 +55,7 @@ class TrainConfig:
     time_budget: float | None = None
     amp: bool = True
     pin_encoder_gain: bool = True
+    keep_best: bool = True
     grad_clip: float = 1.0
     val_every: int = 500
     checkpoint_every: int = 2000
@@ -202,6 +205,8 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
     codec.train()
     t0 = time.perf_counter() - elapsed0
     step, last_val, loss_ema = start, val_psnr_start, None
+    best_val, best_step = val_psnr_start, start
+    best_state = _snapshot(codec) if (cfg.keep_best and val is not None) else None
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
     try:
         while step < cfg.steps:
@@ -235,6 +240,8 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
             bar.update(1)
             if val is not None and step % cfg.val_every == 0:
                 last_val = psnr(reconstruct(codec, val), val)
+                if best_state is not None and last_val > best_val:
+                    best_val, best_step, best_state = last_val, step, _snapshot(codec)
             if step % cfg.checkpoint_every == 0:
                 _checkpoint(codec, opt, out_dir, val, trainer_state(step, time.perf_counter() - t0))
             if li is not None or step % cfg.val_every == 0:
@@ -248,14 +255,25 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
     elapsed = time.perf_counter() - t0
     if val is not None:
         last_val = psnr(reconstruct(codec, val), val)
+        if best_state is not None and last_val < best_val:
+            codec.load_state_dict(best_state)
+            log(f"kept the weights of step {best_step} (val PSNR {best_val:.2f} > final {last_val:.2f})")
+            last_val = best_val
+        else:
+            best_step = step
     _checkpoint(codec, opt, out_dir, val, trainer_state(step, elapsed))
     codec.eval()
     summary = {"steps": step, "train_seconds": round(elapsed, 1), "batch_size": cfg.batch_size,
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "amp_bf16": amp, "val_psnr_start": val_psnr_start, "val_psnr": last_val,
+               "result_step": best_step if best_state is not None else step,
                "final_loss_ema": loss_ema, "optimizer": "AdamW", "trainer": asdict(cfg)}
     log(f"done: {step} steps in {elapsed:.0f} s, val PSNR {val_psnr_start} -> {last_val}")
     return summary
+
+
+def _snapshot(codec: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in codec.state_dict().items()}
 
 
 def _checkpoint(codec, opt, out_dir: Path, val: torch.Tensor | None, state: dict[str, Any]) -> None:
