@@ -481,28 +481,40 @@ class HFSource(Source):
 
     def load(self, i: int) -> Sample:
         row = self.ds[i]
-        v = row[self.column]
-        if v is None:
-            raise SourceError(f"column {self.column!r} is empty")
-        if isinstance(v, dict):
-            data, path = v.get("bytes"), v.get("path")
-            src: Any = data if data is not None else path
-            if src is None:
-                raise SourceError(f"column {self.column!r} has neither bytes nor path")
-        elif isinstance(v, (bytes, str)):
-            src, path = v, v if isinstance(v, str) else None
-        else:  # already decoded (e.g. a PIL image in a plain column)
-            src, path = v, None
-        if self.kind == "audio":
-            data, meta = decode_audio(src)
-        elif hasattr(src, "mode") and hasattr(src, "size"):
-            data, meta = pil_to_array(src), {"mode": src.mode, "size": list(src.size)}
-        else:
-            data, meta = decode_image(src, name=path or "", draft=self.draft)
+        data, meta, path = decode_hf_value(row[self.column], self.kind, self.draft)
         label = row.get(self.label_column, -1) if self.label_column else -1
         label = int(label) if isinstance(label, (int, np.integer)) else -1
         name = str(row[self.key_column]) if self.key_column else (Path(path).stem if path else "")
         return Sample(make_key(i, name), data, label, {"source": f"{self.name}[{i}]", **meta})
+
+
+def decode_hf_value(v: Any, kind: str, draft: tuple[int, int] | None = None
+                    ) -> tuple[np.ndarray, dict[str, Any], str | None]:
+    """One undecoded HF Image/Audio value ({'bytes', 'path'}, bytes, a path, a PIL image, or a decoded
+    audio dict {'array', 'sampling_rate'}) -> (data, meta, path)."""
+    if v is None:
+        raise SourceError("the value is empty")
+    if isinstance(v, dict) and "array" in v:
+        a = np.asarray(v["array"], np.float32)
+        a = a[None] if a.ndim == 1 else a
+        return a, {"sample_rate": int(v.get("sampling_rate") or 0), "channels": a.shape[0]}, v.get("path")
+    path = None
+    if isinstance(v, dict):
+        path = v.get("path")
+        src: Any = v.get("bytes") if v.get("bytes") is not None else path
+        if src is None:
+            raise SourceError("the value has neither bytes nor path")
+    elif isinstance(v, (bytes, str)):
+        src, path = v, v if isinstance(v, str) else None
+    else:  # already decoded (e.g. a PIL image in a plain column)
+        src = v
+    if kind == "audio":
+        data, meta = decode_audio(src)
+    elif hasattr(src, "mode") and hasattr(src, "size"):
+        data, meta = pil_to_array(src), {"mode": src.mode, "size": list(src.size)}
+    else:
+        data, meta = decode_image(src, name=path or "", draft=draft)
+    return data, meta, path
 
 
 def _open_hf(path: str | Path, split: str | None) -> Any:
