@@ -62,7 +62,7 @@ def natural_like(shape, generator=None, device="cpu") -> torch.Tensor:
 def make_codec(cls, cfg, calib: torch.Tensor):
     """Random codec whose linear encoder is scaled so latents have σ ≈ the companding scale (as trained)."""
     torch.manual_seed(0)
-    codec = cls(**cfg).eval()
+    codec = cls(**cfg).eval().to(calib.device)
     with torch.no_grad():
         x = calib.float() / 255 - 0.5 if calib.dtype == torch.uint8 else calib
         z = codec.encoder[0](codec.wavelet_analysis(x, J=codec.J))
@@ -252,6 +252,8 @@ def bench_gpu(W, batch: int, reps: int, compile_: bool) -> dict:
             timings[key] = t
             res[key] = {"median_ms": t * 1e3, "GP_per_s": px / t / 1e9, **agr}
             log(key, res[key])
+    res["kernel_profile_sep_fp16"] = kernel_profile(functools.partial(fast_encode, codec, u, dtype=torch.float16))
+    res["kernel_profile_sep_fp32"] = kernel_profile(functools.partial(fast_encode, codec, u))
     best_bf16 = min((k for k in timings if k.endswith("_bf16")), key=timings.get)
     res["best_bf16"] = best_bf16
     if compile_:
@@ -293,6 +295,31 @@ def bench_gpu(W, batch: int, reps: int, compile_: bool) -> dict:
     res["encode_fraction_of_step"] = {k: v / step for k, v in timings.items()}
     res["stereo_J8"] = bench_audio_gpu(W, reps)
     return res
+
+
+def kernel_profile(fn, n: int = 5) -> list:
+    """[(kernel, microseconds per call)] of the busiest CUDA kernels, to see where the time goes."""
+    try:
+        return _kernel_profile(fn, n)
+    except Exception as e:  # the profiler is optional; never lose the run to it
+        return [f"profiler failed: {type(e).__name__}: {e}"]
+
+
+def _kernel_profile(fn, n: int) -> list:
+    from torch.profiler import ProfilerActivity, profile
+    with torch.no_grad():
+        fn()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(n):
+                fn()
+            torch.cuda.synchronize()
+    rows = []
+    for e in prof.key_averages():
+        t = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+        if t:
+            rows.append((e.key[:90], round(t / n, 1)))
+    return sorted(rows, key=lambda r: -r[1])[:10]
 
 
 class _matmul_tf32:

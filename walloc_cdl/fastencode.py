@@ -23,6 +23,7 @@ Usage::
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -92,15 +93,17 @@ def _filter_pair(codec: nn.Module) -> tuple[np.ndarray, np.ndarray]:
 
 
 def periodic_pad(x: torch.Tensor, pads: list[tuple[int, int]]) -> torch.Tensor:
-    """Wrap-pad the last len(pads) dims by (left, right) each, any amount, in one gather."""
+    """Wrap-pad the last len(pads) dims by (left, right) each, any amount (more than the size too)."""
     nd = len(pads)
-    index = []
     for i, (left, right) in enumerate(pads):
-        n = x.shape[x.ndim - nd + i]
-        shape = [1] * nd
-        shape[i] = -1
-        index.append((torch.arange(-left, n + right, device=x.device) % n).reshape(shape))
-    return x[(Ellipsis, *index)]
+        dim = x.ndim - nd + i
+        n = x.shape[dim]
+        if left <= n and right <= n:
+            parts = [x.narrow(dim, n - left, left), x, x.narrow(dim, 0, right)]
+            x = torch.cat([p for p in parts if p.shape[dim]], dim)
+        else:
+            x = x.index_select(dim, torch.arange(-left, n + right, device=x.device) % n)
+    return x
 
 
 def _pads(n: int, n_out: int, S: int, K: int, lo: int) -> tuple[int, int]:
@@ -343,6 +346,14 @@ def _encode_1d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, transform_
     return z
 
 
+def _conv_autotune(device: torch.device):
+    """cuDNN benchmark mode for our few odd conv shapes (its heuristics pick slow kernels for them)."""
+    b = torch.backends.cudnn
+    if device.type != "cuda" or not b.enabled:
+        return contextlib.nullcontext()
+    return b.flags(enabled=True, benchmark=True, deterministic=b.deterministic, allow_tf32=b.allow_tf32)
+
+
 # -- public ------------------------------------------------------------------------------------------
 def default_method(device: torch.device) -> str:
     """The 2D pass-W formulation measured fastest on this kind of device (benchmarks/encode_throughput.py)."""
@@ -371,10 +382,11 @@ def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype:
     method = method or default_method(x.device)
     if method not in METHODS_2D:
         raise ValueError(f"unknown fast-encode method {method!r}; choose from {METHODS_2D}")
-    if codec.ndim == 2:
-        y = _encode_2d(codec, x, dtype, method)
-    else:
-        y = _encode_1d(codec, x, dtype)
+    with _conv_autotune(x.device):
+        if codec.ndim == 2:
+            y = _encode_2d(codec, x, dtype, method)
+        else:
+            y = _encode_1d(codec, x, dtype)
     if _linear_1x1(codec) is None:
         y = codec.encoder[0](y.to(next(codec.encoder[0].parameters()).dtype))
     z = codec.encoder[1](y)
