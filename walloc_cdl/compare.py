@@ -162,9 +162,10 @@ class CompareConfig:
     amp: bool = True
 
 
-def _batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> Iterator[torch.Tensor]:
+def _batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int,
+             device: torch.device | None = None) -> Iterator[torch.Tensor]:
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=g)
+    perm = torch.randperm(n, generator=g).to(device or "cpu")
     per_rank = n // world
     mine = perm[rank * per_rank:(rank + 1) * per_rank]
     for i in range(0, len(mine) - batch_size + 1, batch_size):  # drop the ragged last batch
@@ -199,12 +200,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, stats: tuple[to
     rank, world, _ = dist_env()
     model.eval()
     correct = torch.zeros(2, dtype=torch.float64, device=device)
-    idx = torch.arange(len(x))[rank::world]
+    idx = torch.arange(len(x), device=x.device)[rank::world]
     for i in range(0, len(idx), batch_size):
         j = idx[i:i + batch_size]
         with _autocast(device, amp):
             logits = model(_normalize(x[j].to(device, non_blocking=True), stats))
-        correct[0] += (logits.argmax(1).cpu() == y[j]).sum().item()
+        correct[0] += (logits.argmax(1) == y[j].to(device)).sum().item()
         correct[1] += len(j)
     if world > 1:
         dist.all_reduce(correct)
@@ -245,7 +246,7 @@ def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     bar = tqdm(total=total, desc="train", leave=False, disable=not progress or rank != 0)
     for epoch in range(cfg.epochs):
         model.train()
-        for j in _batches(len(x), bs, seed, epoch, rank, world):
+        for j in _batches(len(x), bs, seed, epoch, rank, world, x.device):
             t0 = time.perf_counter()
             xb = _normalize(x[j].to(device, non_blocking=True), stats)
             yb = y[j].to(device, non_blocking=True)
@@ -259,7 +260,7 @@ def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 torch.cuda.synchronize(device)
             if step >= min(5, total // 5):  # skip warm-up steps (allocator, cudnn autotune)
                 timed_s += time.perf_counter() - t0
-                timed_samples += len(j) * world
+                timed_samples += bs * world
             step += 1
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -294,13 +295,17 @@ def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], s
         xtr = prepare(v, bench.x_train, bench.modality, codec, device)
         tests = {k: (prepare(v, xt, bench.modality, codec, device), yt) for k, (xt, yt) in bench.tests.items()}
         prep_s = time.perf_counter() - t0
+        ytr = bench.y_train
+        if device.type == "cuda":  # small benchmarks fit: index batches on the device, no host copies
+            xtr, ytr = xtr.to(device), ytr.to(device)
+            tests = {k: (xt.to(device), yt.to(device)) for k, (xt, yt) in tests.items()}
         dims = math.prod(xtr.shape[1:])
         per_seed = []
         for seed in seeds:
             torch.manual_seed(seed)
             model = build_model(v, model_name, bench.modality, bench.channels, len(bench.classes), codec,
                                 img_size, stem, pretrained)
-            res = train_and_evaluate(model, xtr, bench.y_train, tests, cfg, seed, device, progress)
+            res = train_and_evaluate(model, xtr, ytr, tests, cfg, seed, device, progress)
             rec = {"variant": v.name, "kind": v.kind, "seed": seed, "input_shape": list(xtr.shape[1:]),
                    "input_dims": dims, "reduction": full_dims / dims, "prep_s": prep_s,
                    "codec": (v.codec if isinstance(v.codec, str) else getattr(codec, "config", None)), **res}

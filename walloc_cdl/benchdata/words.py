@@ -12,6 +12,7 @@ parameters and cached (:func:`walloc_cdl.benchdata.cached`).
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from . import Benchmark, cached
 
 WORDS_FILE = Path("/usr/share/dict/words")
+PHOTO_SIDE = 768  # photos are shrunk to this longer side (at 256 px samples) before cropping
 FONT_DIRS = (Path("/usr/share/fonts"),)
 #: Fonts that are not Latin text faces (symbols, dingbats, math, script).
 _NOT_TEXT = re.compile(r"symbol|dingbat|math|D050000L|Z003|emoji", re.I)
@@ -29,6 +31,10 @@ _NOT_TEXT = re.compile(r"symbol|dingbat|math|D050000L|Z003|emoji", re.I)
 
 def vocabulary(n_classes: int = 50, length: int = 5, seed: int = 1234) -> list[str]:
     """``n_classes`` distinct lowercase words of ``length`` letters from ``/usr/share/dict/words``."""
+    if _assets() and (_assets() / "vocabulary.txt").exists():
+        words = (_assets() / "vocabulary.txt").read_text().split()
+        if len(words) >= n_classes:
+            return words[:n_classes]
     if not WORDS_FILE.exists():
         raise FileNotFoundError(f"{WORDS_FILE}: word list missing (apt-get install wamerican)")
     words = sorted({w for w in WORDS_FILE.read_text(errors="ignore").split() if re.fullmatch(f"[a-z]{{{length}}}", w)})
@@ -38,10 +44,17 @@ def vocabulary(n_classes: int = 50, length: int = 5, seed: int = 1234) -> list[s
     return sorted(rng.choice(words, n_classes, replace=False).tolist())
 
 
+def _assets() -> Path | None:
+    """``$WALLOC_CDL_WORDS_ASSETS``: a folder from :func:`export_assets`, for machines without the packages."""
+    d = os.environ.get("WALLOC_CDL_WORDS_ASSETS")
+    return Path(d) if d else None
+
+
 def fonts(split: str = "train") -> list[Path]:
     """Installed text fonts of the split: every third family (sorted by name) is held out for 'test'."""
-    files = sorted({p for d in FONT_DIRS if d.exists() for ext in ("ttf", "otf") for p in d.rglob(f"*.{ext}")
-                    if not _NOT_TEXT.search(p.name)})
+    dirs = (_assets() / "fonts",) if _assets() else FONT_DIRS
+    files = sorted({p for d in dirs if d.exists() for ext in ("ttf", "otf") for p in d.rglob(f"*.{ext}")
+                    if not _NOT_TEXT.search(p.name)}, key=lambda p: p.name)
     families = sorted({p.stem.split("-")[0] for p in files})
     test = {f for i, f in enumerate(families) if i % 3 == 2}
     chosen = [p for p in files if (p.stem.split("-")[0] in test) == (split == "test")]
@@ -81,11 +94,15 @@ def _build(n: int, split: str, words: list[str], size: int, font_px: tuple[int, 
 
     from ..data import corpora
 
-    photos = corpora.photos("test" if split == "test" else "train")
+    scale = size / 256
+    side = max(size, round(PHOTO_SIDE * scale))
+    if _assets():
+        photos = sorted((_assets() / "photos" / split).glob("*.jpg"))
+    else:
+        photos = corpora.photos("test" if split == "test" else "train")
     if not photos:
         raise FileNotFoundError(f"no {split} photos installed; missing packages: {corpora.missing_photo_packages()}")
-    scale = size / 256
-    arrays = [corpora.load_photo(p, max_side=max(size, round(768 * scale))) for p in photos]
+    arrays = [corpora.load_photo(p, max_side=side) for p in photos]
     arrays = [a for a in arrays if min(a.shape[:2]) >= size]
     fs = fonts(split)
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
@@ -96,6 +113,26 @@ def _build(n: int, split: str, words: list[str], size: int, font_px: tuple[int, 
         photo = arrays[int(rng.integers(len(arrays)))]
         x[i] = render(photo, words[labels[i]], fs[int(rng.integers(len(fs)))], int(rng.integers(lo, hi + 1)), rng, size)
     return {"x": x.transpose(0, 3, 1, 2), "y": labels.astype(np.int64)}
+
+
+def export_assets(out: str | Path, n_classes: int = 50) -> Path:
+    """Copy what :func:`load` needs (fonts, photos shrunk to PHOTO_SIDE as JPEG q95, the vocabulary) into
+    ``out``, to carry to a machine without the Debian packages; point ``$WALLOC_CDL_WORDS_ASSETS`` at it."""
+    import shutil
+
+    from ..data import corpora
+
+    out = Path(out)
+    for split in ("train", "test"):
+        (out / "photos" / split).mkdir(parents=True, exist_ok=True)
+        (out / "fonts" / split).mkdir(parents=True, exist_ok=True)
+        for p in fonts(split):
+            shutil.copy(p, out / "fonts" / split / p.name)
+        for ph in corpora.photos(split):
+            Image.fromarray(corpora.load_photo(ph, max_side=PHOTO_SIDE)).save(out / "photos" / split / f"{ph.name}.jpg",
+                                                                              quality=95)
+    (out / "vocabulary.txt").write_text("\n".join(vocabulary(n_classes)) + "\n")
+    return out
 
 
 def load(n_train: int = 4000, n_test: int = 1000, size: int = 256, n_classes: int = 50,
