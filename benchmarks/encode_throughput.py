@@ -151,7 +151,7 @@ def bench_cpu(W, reps: int) -> dict:
     ref = walloc_twin(W, codec, "Codec2D", RGB16X)
     for name, u in inputs.items():
         x = u.float() / 255 - 0.5
-        fns = {f"fast_{m}": functools.partial(fast_encode, codec, x, method=m) for m in METHODS_2D}
+        fns = {f"fast_{m}": functools.partial(fast_encode, codec, x, method=m) for m in METHODS_2D if m != "triton"}
         fns["codec.encode"] = functools.partial(codec.encode, x)
         fns["walloc_cdl_reference_path"] = functools.partial(reference_encode, codec, x)
         if ref is not None:
@@ -241,8 +241,8 @@ def bench_gpu(W, batch: int, reps: int, compile_: bool) -> dict:
     timings = {}
     for m in METHODS_2D:
         for pname, (dt, tf32) in precisions.items():
-            if m == "dense" and pname in ("fp32", "fp16"):
-                continue
+            if (m == "dense" and pname in ("fp32", "fp16")) or (m == "triton" and pname in ("tf32", "fp16")):
+                continue   # dense is slow; triton maps float32 to tf32x3 and bf16/fp16 to tf32
             fn = functools.partial(fast_encode, codec, u, dtype=dt, method=m)
             with torch.backends.cudnn.flags(enabled=True, allow_tf32=tf32), _matmul_tf32(tf32):
                 t = time_cuda(fn, reps)
@@ -254,6 +254,9 @@ def bench_gpu(W, batch: int, reps: int, compile_: bool) -> dict:
             log(key, res[key])
     res["kernel_profile_sep_fp16"] = kernel_profile(functools.partial(fast_encode, codec, u, dtype=torch.float16))
     res["kernel_profile_sep_fp32"] = kernel_profile(functools.partial(fast_encode, codec, u))
+    res["kernel_profile_s2d_fp16"] = kernel_profile(functools.partial(fast_encode, codec, u, dtype=torch.float16,
+                                                                      method="s2d"))
+    res["kernel_profile_triton_fp32"] = kernel_profile(functools.partial(fast_encode, codec, u, method="triton"))
     best_bf16 = min((k for k in timings if k.endswith("_bf16")), key=timings.get)
     res["best_bf16"] = best_bf16
     if compile_:

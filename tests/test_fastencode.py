@@ -65,6 +65,7 @@ def _check_rounded_agreement(z, z_ref, min_agree=0.999, tie=0.01):
         assert ((zr - rr)[off].abs() == 1).all()
 
 
+CPU_METHODS = [m for m in METHODS_2D if m != "triton"]
 ALL_CASES = [(2, n) for n in CASES_2D] + [(1, n) for n in CASES_1D]
 
 
@@ -76,7 +77,7 @@ def test_matches_reference(kind, name):
     with torch.no_grad():
         torch.testing.assert_close(fast_wavelet_analysis(codec, x), codec.wavelet_analysis(x, J=codec.J),
                                    atol=2e-6, rtol=0)
-        methods = METHODS_2D if kind == 2 and codec.lightweight_encode else (None,)
+        methods = CPU_METHODS if kind == 2 and codec.lightweight_encode else (None,)
         for method in methods:
             z = fast_encode(codec, x, quantize=False, method=method)
             assert z.shape == z_ref.shape
@@ -180,12 +181,13 @@ def test_bad_input_errors():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("kind,name", [(2, "rgb16x"), (2, "5ch-J4"), (1, "stereo-J8")])
-def test_cuda_matches_cpu_reference(kind, name):
+@pytest.mark.parametrize("kind,name,method", [(2, "rgb16x", None), (2, "5ch-J4", None), (1, "stereo-J8", None),
+                                              (2, "rgb16x", "triton"), (2, "J3-tiny", "triton"), (2, "rgb16x", "s2d")])
+def test_cuda_matches_cpu_reference(kind, name, method):
     codec, shape = _make(kind, name)
     x = torch.rand(shape) - 0.5
     z_ref = _reference(codec.double(), x.double())
     codec = codec.float().cuda()
     with torch.backends.cudnn.flags(allow_tf32=False):
-        z = fast_encode(codec, x.cuda(), quantize=False).cpu()
-    torch.testing.assert_close(z.double(), z_ref, atol=1e-3, rtol=0)
+        z = fast_encode(codec, x.cuda(), quantize=False, method=method).cpu()
+    torch.testing.assert_close(z.double(), z_ref, atol=2e-3, rtol=0)

@@ -32,9 +32,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-METHODS_2D = ("sep", "sep_mm", "mm", "dense")
+METHODS_2D = ("sep", "sep_mm", "mm", "s2d", "triton", "dense")
 """2D formulations: ``sep`` two strided convs; ``sep_mm`` GEMMs along W then a conv along H;
-``mm`` GEMMs for both passes (block-Toeplitz, see :func:`_encode_2d_mm`); ``dense`` one 2D conv."""
+``mm`` GEMMs for both passes (block-Toeplitz, see :func:`_encode_2d_mm`); ``s2d`` space-to-depth then one
+stride-1 conv (C·4^J -> latent_dim, ceil(K/2^J)+1 blocks square); ``triton`` two fused Triton kernels
+(CUDA only; float32 runs them in tf32x3, about float32 accuracy; bf16/fp16 in tf32); ``dense`` one strided
+2D conv."""
 
 
 def composite_filters(h0: np.ndarray, h1: np.ndarray, J: int) -> tuple[np.ndarray, int]:
@@ -205,6 +208,12 @@ def _encode_2d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, method: st
     scale = 1 / 255 if uint8 else 1.0
     if method == "dense":
         return _encode_2d_dense(codec, plan, x, dtype, scale)
+    if method == "triton" and plan.proj is not None and not transform_only:
+        from ._fastencode_triton import encode_2d_triton
+        prec = "tf32x3" if dtype == torch.float32 else "ieee" if dtype == torch.float64 else "tf32"
+        return encode_2d_triton(x, plan.MW, plan.lo, plan.proj, plan.bias, S, scale, prec)
+    if method == "s2d" and plan.proj is not None and not transform_only:
+        return _encode_2d_s2d(plan, x, dtype, S, scale)
     if method == "mm" and plan.proj is not None and not transform_only:
         return _encode_2d_mm(plan, x, dtype, S, scale)
     xp = periodic_pad(x, [_pads(H, h, S, K, plan.lo), _pads(W, w, S, K, plan.lo)]).to(dtype)
@@ -276,6 +285,33 @@ def _encode_2d_mm(plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, S: int, sc
     return _result(z) + plan.bias.to(dev, torch.float64 if z.dtype == torch.float64 else torch.float32).reshape(1, L, 1, 1)
 
 
+def _full_kernel(plan: _Plan2D, C: int, S: int) -> torch.Tensor:
+    """(latent, C, K, K) composite 2D kernel: transform and projection in one, float64."""
+    K = plan.MW.shape[1]
+    return torch.einsum("ocwh,wx->ochx", plan.proj.reshape(-1, C, S, K), plan.MW)
+
+
+def _encode_2d_s2d(plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, S: int, scale: float) -> torch.Tensor:
+    """Space-to-depth by 2^J, then one stride-1 conv of D×D blocks from C·4^J channels (tensor-core shaped)."""
+    B, C, H, W = x.shape
+    K = plan.MW.shape[1]
+    first = -(-(-plan.lo) // S)                        # blocks before the output block
+    D = -(-(S * first + plan.lo + K) // S)             # blocks spanned
+    kern = _full_kernel(plan, C, S)
+    k = torch.zeros(kern.shape[0], C, S * D, S * D, dtype=kern.dtype)
+    o0 = S * first + plan.lo
+    k[:, :, o0: o0 + K, o0: o0 + K] = kern
+    w2 = k.reshape(-1, C, D, S, D, S).permute(0, 1, 3, 5, 2, 4).reshape(-1, C * S * S, D, D)
+    bias = plan.bias - 0.5 * kern.sum((1, 2, 3)) if scale != 1.0 else plan.bias
+    h, w = H // S, W // S
+    pads = [(S * first, S * (D - 1 - first)), (S * first, S * (D - 1 - first))]
+    X = F.pixel_unshuffle(periodic_pad(x, pads), S).to(dtype)
+    if x.is_cuda:
+        X = X.contiguous(memory_format=torch.channels_last)
+    z = F.conv2d(X, (w2 * scale).to(x.device, dtype), bias.to(x.device, dtype))
+    return _result(z[:, :, :h, :w])
+
+
 def _encode_2d_dense(codec, plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, scale: float) -> torch.Tensor:
     """Reference-only alternative: one 2D strided conv with the full composite kernel (slow, for benchmarks)."""
     if plan.proj is None:
@@ -283,7 +319,7 @@ def _encode_2d_dense(codec, plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, 
     B, C, H, W = x.shape
     S = 2 ** codec.J
     K = plan.MW.shape[1]
-    kern = torch.einsum("ocwh,wx->ochx", plan.proj.reshape(-1, C, S, K), plan.MW)   # (o, c, H tap, W tap)
+    kern = _full_kernel(plan, C, S)                                                  # (o, c, H tap, W tap)
     bias = plan.bias - 0.5 * kern.sum((1, 2, 3)) if scale != 1.0 else plan.bias
     xp = periodic_pad(x, [_pads(H, H // S, S, K, plan.lo), _pads(W, W // S, S, K, plan.lo)]).to(dtype)
     return _result(F.conv2d(xp, (kern * scale).to(x.device, dtype), bias.to(x.device, dtype), stride=S))

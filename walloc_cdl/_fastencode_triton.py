@@ -1,0 +1,87 @@
+"""Triton kernels for the 2D fast encode (method ``"triton"`` of :mod:`walloc_cdl.fastencode`).
+
+Pass W reads the raw batch (uint8 or float) with the periodic wrap done by index arithmetic, so
+nothing is padded or cast in memory; pass H reads pass W's float32 bands and applies the composite
+H filters and the 1×1 projection at once.  Both are small GEMM tiles on tensor cores with
+``input_precision`` "tf32x3" (about float32 accuracy), "tf32" or "ieee".
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _pass_w(x_ptr, w_ptr, b_ptr, y_ptr, H, W, Hp, n_out, lo, K,
+            S: tl.constexpr, KP: tl.constexpr, NB: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+    row = tl.program_id(0)                     # (image·channel, padded row)
+    img = row // Hp
+    hp = row % Hp
+    h = ((hp + lo) % H + H) % H                # wrapped source row
+    k = tl.program_id(1) * BK + tl.arange(0, BK)
+    t = tl.arange(0, KP)
+    col = ((S * k[:, None] + lo + t[None, :]) % W + W) % W
+    m = (k[:, None] < n_out) & (t[None, :] < K)
+    a = tl.load(x_ptr + (img * H + h) * W + col, mask=m, other=0).to(tl.float32)
+    wt = tl.load(w_ptr + t[:, None] * NB + tl.arange(0, NB)[None, :])
+    acc = tl.dot(a, wt, input_precision=PREC) + tl.load(b_ptr + tl.arange(0, NB))[None, :]
+    band = tl.arange(0, NB)
+    out = y_ptr + ((img * S + band[None, :]) * Hp + hp) * n_out + k[:, None]
+    tl.store(out, acc, mask=(k[:, None] < n_out) & (band[None, :] < S))
+
+
+@triton.jit
+def _pass_h(y_ptr, p_ptr, b_ptr, z_ptr, CS, Hp, h, w, L,
+            S: tl.constexpr, KP: tl.constexpr, LP: tl.constexpr, BM: tl.constexpr, PREC: tl.constexpr):
+    b = tl.program_id(0)
+    pos = tl.program_id(1) * BM + tl.arange(0, BM)          # (i, j) output positions, j fastest
+    i = pos // w
+    j = pos % w
+    t = tl.arange(0, KP)
+    valid = pos < h * w
+    acc = tl.zeros((BM, LP), dtype=tl.float32)
+    for cs in range(CS):
+        ptr = y_ptr + ((b * CS + cs) * Hp + S * i[:, None] + t[None, :]) * w + j[:, None]
+        a = tl.load(ptr, mask=valid[:, None] & (S * i[:, None] + t[None, :] < Hp), other=0.0)
+        p = tl.load(p_ptr + (cs * KP + t[:, None]) * LP + tl.arange(0, LP)[None, :])
+        acc += tl.dot(a, p, input_precision=PREC)
+    o = tl.arange(0, LP)
+    acc += tl.load(b_ptr + o)[None, :]
+    out = z_ptr + ((b * L + o[None, :]) * h + i[:, None]) * w + j[:, None]
+    tl.store(out, acc, mask=valid[:, None] & (o[None, :] < L))
+
+
+def _pow2(n: int, least: int = 16) -> int:
+    return max(least, 1 << (n - 1).bit_length())
+
+
+def encode_2d_triton(x: torch.Tensor, MW: torch.Tensor, lo: int, proj: torch.Tensor, bias: torch.Tensor,
+                     S: int, scale: float, precision: str = "tf32x3") -> torch.Tensor:
+    """Latents before the bottleneck, (B, L, H/S, W/S) float32; ``MW`` (S, K), ``proj`` (L, C·S, K) float64."""
+    B, C, H, W = x.shape
+    K = MW.shape[1]
+    L = proj.shape[0]
+    h, w = H // S, W // S
+    Hp = S * (h - 1) + K
+    KP, NB, LP = _pow2(K), _pow2(S), _pow2(L)
+    dev = x.device
+    wt = torch.zeros(KP, NB, dtype=torch.float32, device=dev)
+    wt[:K, :S] = (MW * scale).T.to(dev, torch.float32)
+    bw = torch.zeros(NB, dtype=torch.float32, device=dev)
+    if scale != 1.0:
+        bw[:S] = (-0.5 * MW.sum(1)).to(dev, torch.float32)
+    x = x.contiguous()
+    y = torch.empty(B * C, S, Hp, w, dtype=torch.float32, device=dev)
+    BK = 32
+    _pass_w[(B * C * Hp, triton.cdiv(w, BK))](x, wt, bw, y, H, W, Hp, w, lo, K,
+                                               S=S, KP=KP, NB=NB, BK=BK, PREC=precision)
+    p = torch.zeros(C * S, KP, LP, dtype=torch.float32, device=dev)
+    p[:, :K, :L] = proj.permute(1, 2, 0).to(dev, torch.float32)
+    bp = torch.zeros(LP, dtype=torch.float32, device=dev)
+    bp[:L] = bias.to(dev, torch.float32)
+    z = torch.empty(B, L, h, w, dtype=torch.float32, device=dev)
+    BM = 64
+    _pass_h[(B, triton.cdiv(h * w, BM))](y, p, bp, z, C * S, Hp, h, w, L,
+                                          S=S, KP=KP, LP=LP, BM=BM, PREC=precision)
+    return z
