@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from walloc_cdl import Codec1D, Codec2D
-from walloc_cdl.fastencode import METHODS_2D, fast_encode
+from walloc_cdl.fastencode import METHODS_2D, _encode_1d, fast_encode
 
 RGB16X = dict(channels=3, J=3, Ne=None, Nd=32, latent_dim=12, latent_bits=8, lightweight_encode=True)
 STEREO = dict(channels=2, J=8, Ne=None, Nd=216, latent_dim=108, latent_bits=8, lightweight_encode=True,
@@ -355,12 +355,16 @@ def bench_audio_gpu(W, reps: int) -> dict:
             with torch.no_grad():
                 agr = agreement(fast_encode(codec, x[:2], False, dtype=dt), z64)
         res[f"fast_{pname}"] = {"median_ms": t * 1e3, "Msamples_per_s": x.numel() / t / 1e6, **agr}
+    # fast_encode runs float32 1D on CUDA per level; time the level-split convs it skips there too
+    split = lambda: torch.round(codec.encoder[1](_encode_1d(codec, x, torch.float32)))
+    t = time_cuda(split, reps)
+    res["level_split_convs_fp32"] = {"median_ms": t * 1e3, "Msamples_per_s": x.numel() / t / 1e6}
     ref = walloc_twin(W, codec, "Codec1D", STEREO)
     if ref is not None:
         t = time_cuda(functools.partial(walloc_encode, ref, x), reps)
         res["walloc_1.2.1_fp32"] = {"median_ms": t * 1e3, "Msamples_per_s": x.numel() / t / 1e6}
         for k in list(res):
-            if k.startswith("fast_"):
+            if k.startswith(("fast_", "level_split")):
                 res[k]["speedup_vs_walloc"] = t * 1e3 / res[k]["median_ms"]
     return res
 

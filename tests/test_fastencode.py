@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from walloc_cdl import Codec1D, Codec2D
-from walloc_cdl.fastencode import METHODS_2D, composite_filters, fast_encode, fast_wavelet_analysis, periodic_pad
+from walloc_cdl.fastencode import (METHODS_2D, composite_filters, default_method, fast_encode, fast_wavelet_analysis,
+                                  periodic_pad)
 from walloc_cdl.wavelets import _filters
 
 # (channels, J, Ne, Nd, latent_dim, latent_bits, lightweight), input (B, H, W)
@@ -191,3 +192,8 @@ def test_cuda_matches_cpu_reference(kind, name, method):
     with torch.backends.cudnn.flags(allow_tf32=False):
         z = fast_encode(codec, x.cuda(), quantize=False, method=method).cpu()
     torch.testing.assert_close(z.double(), z_ref, atol=2e-3, rtol=0)
+
+
+def test_default_method_per_device():
+    assert default_method(torch.device("cpu")) == "sep"
+    assert default_method(torch.device("cuda")) in ("triton", "sep")

@@ -392,8 +392,23 @@ def _conv_autotune(device: torch.device):
 
 # -- public ------------------------------------------------------------------------------------------
 def default_method(device: torch.device) -> str:
-    """The 2D pass-W formulation measured fastest on this kind of device (benchmarks/encode_throughput.py)."""
+    """The 2D formulation measured fastest at float32 accuracy (benchmarks/RESULTS.md, encode throughput).
+
+    CPU: ``sep`` (oneDNN convs).  CUDA: ``triton`` when Triton imports (tf32x3 tensor cores, independent
+    of the TF32 flags), else ``sep``.
+    """
+    if torch.device(device).type == "cuda" and _triton_available():
+        return "triton"
     return "sep"
+
+
+@lru_cache(maxsize=None)
+def _triton_available() -> bool:
+    try:
+        from . import _fastencode_triton  # noqa: F401
+        return True
+    except Exception:  # no triton, or no usable backend
+        return False
 
 
 def fast_wavelet_analysis(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -404,13 +419,23 @@ def fast_wavelet_analysis(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype 
     return _encode_1d(codec, x, dtype, transform_only=True)
 
 
+def _reference_encode(codec: nn.Module, x: torch.Tensor, quantize: bool) -> torch.Tensor:
+    """The per-level path (``wavelet_analysis`` + ``encoder[0:2]``), uint8 accepted."""
+    if x.dtype == torch.uint8:
+        x = x.to(next(codec.encoder[0].parameters()).dtype) / 255 - 0.5
+    z = codec.encoder[0:2](codec.wavelet_analysis(x, J=codec.J))
+    return torch.round(z) if quantize else z
+
+
 def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype: torch.dtype | None = None,
                 method: str | None = None) -> torch.Tensor:
     """``codec.encode(x, quantize)`` through the folded fast path.
 
     ``x``: float in [-0.5, 0.5], or uint8 pixels/samples meaning ``x/255 - 0.5``.  ``dtype``: compute
     precision of the convolutions (float32 default; bfloat16/float16 accumulate in float32 on CUDA);
-    the bottleneck always runs in float32.  ``method``: 2D pass-W formulation, see :data:`METHODS_2D`.
+    the bottleneck always runs in float32.  ``method``: 2D formulation, see :data:`METHODS_2D`; default
+    :func:`default_method`.  1D float32 on CUDA runs the per-level path (on an H100 walloc's per-level
+    transform beat the level-split convs in float32).
     """
     if x.dtype != torch.uint8 and not x.is_floating_point():
         raise TypeError(f"encode expects a float batch in [-0.5, 0.5] or uint8 pixels, got {x.dtype}")
@@ -421,6 +446,9 @@ def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype:
     with _conv_autotune(x.device):
         if codec.ndim == 2:
             y = _encode_2d(codec, x, dtype, method)
+        elif x.is_cuda and dtype == torch.float32:
+            # measured: on an H100 the level-split convs ran at 0.69x walloc's per-level transform in float32
+            return _reference_encode(codec, x, quantize)
         else:
             y = _encode_1d(codec, x, dtype)
     if _linear_1x1(codec) is None:
