@@ -197,3 +197,13 @@ def test_cuda_matches_cpu_reference(kind, name, method):
 def test_default_method_per_device():
     assert default_method(torch.device("cpu")) == "sep"
     assert default_method(torch.device("cuda")) in ("triton", "sep")
+
+
+def test_float_and_uint8_calls_on_one_codec_keep_their_own_weights():
+    """Device copies of folded weights are memoised per input scale: alternating inputs stay exact."""
+    codec, shape = _make(2, "rgb16x")
+    u = torch.randint(0, 256, shape, dtype=torch.uint8)
+    x = u.float() / 255 - 0.5
+    with torch.no_grad():
+        for inp in (x, u, x, u):
+            torch.testing.assert_close(fast_encode(codec, inp, quantize=False), _reference(codec, x), atol=1e-3, rtol=0)

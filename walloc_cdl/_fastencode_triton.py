@@ -56,30 +56,37 @@ def _pow2(n: int, least: int = 16) -> int:
     return max(least, 1 << (n - 1).bit_length())
 
 
-def encode_2d_triton(x: torch.Tensor, MW: torch.Tensor, lo: int, proj: torch.Tensor, bias: torch.Tensor,
-                     S: int, scale: float, precision: str = "tf32x3") -> torch.Tensor:
-    """Latents before the bottleneck, (B, L, H/S, W/S) float32; ``MW`` (S, K), ``proj`` (L, C·S, K) float64."""
+def triton_weights(MW: torch.Tensor, proj: torch.Tensor, bias: torch.Tensor, S: int, scale: float) -> tuple:
+    """Zero-padded float32 operands of both kernels (on the host; the caller keeps device copies)."""
+    K, L, CS = MW.shape[1], proj.shape[0], proj.shape[1]
+    KP, NB, LP = _pow2(K), _pow2(S), _pow2(L)
+    wt = torch.zeros(KP, NB, dtype=torch.float64)
+    wt[:K, :S] = (MW * scale).T
+    bw = torch.zeros(NB, dtype=torch.float64)
+    if scale != 1.0:
+        bw[:S] = -0.5 * MW.sum(1)
+    p = torch.zeros(CS, KP, LP, dtype=torch.float64)
+    p[:, :K, :L] = proj.permute(1, 2, 0)
+    bp = torch.zeros(LP, dtype=torch.float64)
+    bp[:L] = bias
+    return wt, bw, p, bp
+
+
+def encode_2d_triton(x: torch.Tensor, weights: tuple, lo: int, K: int, L: int, S: int,
+                     precision: str = "tf32x3") -> torch.Tensor:
+    """Latents before the bottleneck, (B, L, H/S, W/S) float32; ``weights`` from :func:`triton_weights`."""
+    wt, bw, p, bp = weights
     B, C, H, W = x.shape
-    K = MW.shape[1]
-    L = proj.shape[0]
     h, w = H // S, W // S
     Hp = S * (h - 1) + K
-    KP, NB, LP = _pow2(K), _pow2(S), _pow2(L)
+    KP, NB = wt.shape
+    LP = bp.shape[0]
     dev = x.device
-    wt = torch.zeros(KP, NB, dtype=torch.float32, device=dev)
-    wt[:K, :S] = (MW * scale).T.to(dev, torch.float32)
-    bw = torch.zeros(NB, dtype=torch.float32, device=dev)
-    if scale != 1.0:
-        bw[:S] = (-0.5 * MW.sum(1)).to(dev, torch.float32)
     x = x.contiguous()
     y = torch.empty(B * C, S, Hp, w, dtype=torch.float32, device=dev)
     BK = 32
     _pass_w[(B * C * Hp, triton.cdiv(w, BK))](x, wt, bw, y, H, W, Hp, w, lo, K,
                                                S=S, KP=KP, NB=NB, BK=BK, PREC=precision)
-    p = torch.zeros(C * S, KP, LP, dtype=torch.float32, device=dev)
-    p[:, :K, :L] = proj.permute(1, 2, 0).to(dev, torch.float32)
-    bp = torch.zeros(LP, dtype=torch.float32, device=dev)
-    bp[:L] = bias.to(dev, torch.float32)
     z = torch.empty(B, L, h, w, dtype=torch.float32, device=dev)
     BM = 64
     _pass_h[(B, triton.cdiv(h * w, BM))](y, p, bp, z, C * S, Hp, h, w, L,

@@ -165,6 +165,20 @@ def _cached_plan(codec: nn.Module, build):
     return cache[key]
 
 
+def _on_device(plan, key, make, device: torch.device, dtype: torch.dtype):
+    """Device copies of folded weights, made once per (key, device, dtype) and kept with the plan.
+
+    A host-to-device copy from pageable memory synchronises the stream, so copying per call would
+    stall the GPU between kernels.
+    """
+    memo = plan.__dict__.setdefault("_device_memo", {})
+    k = (key, str(device), dtype)
+    if k not in memo:
+        t = make()
+        memo[k] = tuple(a.to(device, dtype) for a in t) if isinstance(t, tuple) else t.to(device, dtype)
+    return memo[k]
+
+
 # -- 2D --------------------------------------------------------------------------------------------
 def _pass_w(xp: torch.Tensor, MW: torch.Tensor, lo_pad: int, S: int, n_out: int, bias: torch.Tensor | None,
             method: str) -> torch.Tensor:
@@ -209,9 +223,11 @@ def _encode_2d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, method: st
     if method == "dense":
         return _encode_2d_dense(codec, plan, x, dtype, scale)
     if method == "triton" and plan.proj is not None and not transform_only:
-        from ._fastencode_triton import encode_2d_triton
+        from ._fastencode_triton import encode_2d_triton, triton_weights
         prec = "tf32x3" if dtype == torch.float32 else "ieee" if dtype == torch.float64 else "tf32"
-        return encode_2d_triton(x, plan.MW, plan.lo, plan.proj, plan.bias, S, scale, prec)
+        weights = _on_device(plan, ("triton", scale), lambda: triton_weights(plan.MW, plan.proj, plan.bias, S, scale),
+                             x.device, torch.float32)
+        return encode_2d_triton(x, weights, plan.lo, plan.MW.shape[1], plan.proj.shape[0], S, prec)
     if method == "s2d" and plan.proj is not None and not transform_only:
         return _encode_2d_s2d(plan, x, dtype, S, scale)
     if method == "mm" and plan.proj is not None and not transform_only:
@@ -220,8 +236,9 @@ def _encode_2d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, method: st
     Hp, Wp = xp.shape[-2:]
     bias_w = None
     if uint8:   # (u/255 - 0.5) * M = u * M/255 - 0.5 sum(M)
-        bias_w = (-0.5 * M.sum(1)).to(dev, dtype)
-    y = _pass_w(xp.reshape(B * C, Hp, Wp), (M * scale).to(dev, dtype), plan.lo, S, w, bias_w, method)
+        bias_w = _on_device(plan, "bias_w", lambda: -0.5 * M.sum(1), dev, dtype)
+    MWs = _on_device(plan, ("MW", scale), lambda: M * scale, dev, dtype)
+    y = _pass_w(xp.reshape(B * C, Hp, Wp), MWs, plan.lo, S, w, bias_w, method)
     y = y.reshape(B, C * S, Hp, w)
     if transform_only or plan.proj is None:   # finish the transform, reorder bands to packet order
         X = F.conv2d(y, plan.MH.to(dev, dtype).repeat(C * S, 1).reshape(C * S * S, 1, K, 1), stride=(S, 1),
@@ -229,7 +246,8 @@ def _encode_2d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, method: st
         perm = torch.argsort(_band_order_2d(J).flatten())             # packet band -> (pw, ph) slot
         perm = (torch.arange(C).reshape(C, 1) * S * S + perm.reshape(1, -1)).flatten().to(dev)
         return _result(X.index_select(1, perm))
-    z = F.conv2d(y, plan.proj.to(dev, dtype).unsqueeze(-1), plan.bias.to(dev, dtype), stride=(S, 1))
+    proj, bias = _on_device(plan, "proj", lambda: (plan.proj.unsqueeze(-1), plan.bias), dev, dtype)
+    z = F.conv2d(y, proj, bias, stride=(S, 1))
     return _result(z)
 
 
@@ -369,13 +387,15 @@ def _encode_1d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, transform_
     dev = x.device
     xp = periodic_pad(x, [(left, max(right, 0))]).to(dtype)
     scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
-    bias_a = (-0.5 * plan.MA.sum(1)).repeat(C).to(dev, dtype) if scale != 1.0 else None
-    y = F.conv1d(xp, (plan.MA * scale).repeat(C, 1).reshape(C * S1, 1, KA).to(dev, dtype), bias_a,
+    bias_a = _on_device(plan, "bias_a", lambda: (-0.5 * plan.MA.sum(1)).repeat(C), dev, dtype) if scale != 1.0 else None
+    MA = _on_device(plan, ("MA", scale), lambda: (plan.MA * scale).repeat(C, 1).reshape(C * S1, 1, KA), dev, dtype)
+    y = F.conv1d(xp, MA, bias_a,
                  stride=S1, groups=C)[..., :nA]
     if transform_only or plan.proj is None:
         X = F.conv1d(y, plan.MB.repeat(C * S1, 1).reshape(C * S, 1, KB).to(dev, dtype), stride=S2, groups=C * S1)
         return _result(X)
-    z = _result(F.conv1d(y, plan.proj.to(dev, dtype), plan.bias.to(dev, dtype), stride=S2))
+    proj, bias = _on_device(plan, "proj", lambda: (plan.proj, plan.bias), dev, dtype)
+    z = _result(F.conv1d(y, proj, bias, stride=S2))
     if plan.pad:   # walloc's padding=1 zero-pads the projection's input: edge latents are the bias alone
         edge = plan.bias.to(dev, z.dtype).reshape(1, -1, 1).expand(B, -1, plan.pad)
         z = torch.cat([edge, z, edge], dim=-1)
