@@ -40,7 +40,7 @@ SUITES = {
     },
     "gpu": {
         "fashion-mnist": (dict(n_train=20000, n_test=5000), "resnet18", [4, 16], 10, 256, 2e-3),
-        "words": (dict(n_train=8000, n_test=2000), "resnet18", [4, 16], 20, 128, 2e-3),
+        "words": (dict(n_train=10000, n_test=2000), "resnet18", [4, 16], 10, 128, 2e-3),
         "instruments": (dict(n_train=2000, n_test=500), "resnet1d", [5, 20], 20, 64, 2e-3),
     },
 }
@@ -103,6 +103,7 @@ def main() -> int:
     ap.add_argument("--export-assets", metavar="DIR", help="write fonts, photos and a Fashion-MNIST subset, then exit")
     ap.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every suite's epochs")
     ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--verbose", action="store_true", help="print each run's accuracy as it finishes")
     args = ap.parse_args()
 
     if args.export_assets:
@@ -134,7 +135,7 @@ def main() -> int:
         codecs, sources = resolve_codecs(bench, args.codecs, device)
         cfg = CompareConfig(epochs=max(1, round(epochs * args.epochs_scale)), batch_size=bs, lr=lr)
         res = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
-                             progress=False)
+                             progress=args.verbose)
         res["codec_sources"] = sources
         res["wall_s"] = time.perf_counter() - t0
         res.pop("runs")
@@ -150,10 +151,9 @@ def main() -> int:
                 stems[stem] = {k: row[k] for k in ("acc_mean", "samples_per_s", "peak_mem_mb", "params")}
             report["results"][name]["stems"] = stems
             print(f"stems: {json.dumps(stems)}", file=sys.stderr)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+        if args.out:  # after every benchmark, so a run cut short keeps what finished
+            Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
     return 0
 
 
