@@ -110,6 +110,7 @@ class Preparer:
     """Sample -> list of Prepared (views / segments), deterministic given (seed, item index)."""
 
     def __init__(self, channels: int, J: int, kind: str, options: EncodeOptions):
+        options.check(kind)
         self.channels, self.multiple, self.kind, self.o = channels, 2 ** J, kind, options
 
     def __call__(self, s: Sample, index: int) -> list[Prepared]:

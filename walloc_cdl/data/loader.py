@@ -162,7 +162,7 @@ class LatentDataset(torch.utils.data.IterableDataset):
         self.pipeline = self._build()
 
     def _sample(self, raw: dict, rng: random.Random | None) -> tuple:
-        s = decode_sample(raw)
+        s = decode_sample(raw, meta=self.with_meta)
         z = s["latent"]
         if self.crop is not None:
             z = random_crop(z, self.crop, rng)

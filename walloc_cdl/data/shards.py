@@ -16,6 +16,11 @@ Writing and reading::
     write_info(root, make_info({"train": w.shards}, codec_block(codec, "rgb-16x", "npy")))
     sample = decode_sample(raw_webdataset_sample)   # {"__key__", "latent": float tensor, "cls", "json"}
 
+Other readers: plain ``webdataset.WebDataset`` (+ `decode_sample`), HF
+``load_dataset("webdataset", data_files=...)`` (``latent.npy`` arrives as int8 nested lists, ``cls`` int,
+``json`` dict) and timm's ``ReaderWds(root, split, input_key="latent.webp;latent.png;jpg",
+input_img_mode="")`` for image containers (timm decodes with PIL, so it hands back the tiles:
+`walloc_cdl.containers.pil_to_latent` turns them into latents; it cannot decode .npy).
 Latents are never stored as .pth (webdataset's .pth decoder unpickles).
 """
 from __future__ import annotations
@@ -58,14 +63,17 @@ def latent_sample(key: str, z: torch.Tensor | np.ndarray, label: int, meta: Mapp
             "cls": str(int(label)).encode(), "json": dumps(dict(meta))}
 
 
-def decode_sample(sample: Mapping[str, Any], dtype: torch.dtype = torch.float32) -> dict[str, Any]:
-    """Raw webdataset sample (bytes fields) -> {"__key__", "latent": tensor (C, h, w), "cls": int, "json": dict}."""
+def decode_sample(sample: Mapping[str, Any], dtype: torch.dtype = torch.float32,
+                  meta: bool = True) -> dict[str, Any]:
+    """Raw webdataset sample (bytes fields) -> {"__key__", "latent": tensor (C, h, w), "cls": int, "json": dict}
+    (`meta=False` leaves the JSON unparsed, as bytes: loaders that do not need it skip the cost)."""
     ext = next((k for k in LATENT_KEYS if k in sample), None)
     if ext is None:
         raise KeyError(f"sample {sample.get('__key__')!r} has no latent ({list(LATENT_KEYS)}); has {sorted(sample)}")
     out = {"__key__": sample.get("__key__"), "latent": decode_latent(bytes(sample[ext]), dtype)}
     out["cls"] = int(sample["cls"]) if "cls" in sample else -1
-    out["json"] = json.loads(sample["json"]) if "json" in sample else {}
+    raw = sample.get("json", b"{}")
+    out["json"] = json.loads(raw) if meta else raw
     return out
 
 
