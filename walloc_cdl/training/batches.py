@@ -8,7 +8,7 @@ tars, idx files, audio folder), so anything pre-encoding reads, training reads t
 Usage::
 
     data = load_items(["photos/"], kind="image", channels=3, device="cuda")
-    sampler = CropSampler(data, crop=256, min_scale=0.5)
+    sampler = CropSampler(data, crop=256, min_scale=0.5)     # several specs: pass sources= to balance them
     x = sampler.sample(32)            # (32, 3, 256, 256) in [-0.5, 0.5]
 """
 from __future__ import annotations
@@ -26,8 +26,10 @@ from ..data.sources import Sample, Skipped, audio_to_codec, image_to_float, matc
 
 def load_items(specs: Sequence[str], kind: str, channels: int, device: str | torch.device = "cpu",
                sample_rate: int = 44100, max_side: int | None = None, limit: int | None = None,
-               progress: bool = True) -> list[torch.Tensor]:
+               progress: bool = True, sources: list[int] | None = None) -> list[torch.Tensor]:
     """Every readable item of ``specs`` as a device tensor: images (C, H, W) uint8, audio (C, T) float16.
+
+    ``sources``, if given, is filled with each item's index into ``specs`` (for :func:`balanced_weights`).
 
     Images are converted to the codec's channel count (gray <-> RGB) and, with ``max_side``, shrunk
     (antialiased) so the longer side fits; audio is resampled to ``sample_rate`` and kept in [-1, 1].
@@ -37,7 +39,7 @@ def load_items(specs: Sequence[str], kind: str, channels: int, device: str | tor
         raise ValueError(f"kind must be 'image' or 'audio', got {kind!r}")
     out: list[torch.Tensor] = []
     skipped: list[Skipped] = []
-    for spec in specs:
+    for k, spec in enumerate(specs):
         src = open_source(spec, kind=kind)
         if src.kind != kind:
             raise ValueError(f"{spec}: holds {src.kind} items, but this codec trains on {kind}")
@@ -48,6 +50,8 @@ def load_items(specs: Sequence[str], kind: str, channels: int, device: str | tor
                 skipped.append(s)
                 continue
             out.append(_to_tensor(s, kind, channels, sample_rate, max_side).to(device))
+            if sources is not None:
+                sources.append(k)
     if skipped:
         print(f"skipped {len(skipped)} unreadable items, e.g. {skipped[0].source}: {skipped[0].reason}")
     if not out:
@@ -69,6 +73,19 @@ def _to_tensor(s: Sample, kind: str, channels: int, sample_rate: int, max_side: 
         t = F.interpolate(t[None].float(), size=size, mode="bicubic", antialias=True)[0]
         t = t.round().clamp(0, 255).to(torch.uint8)
     return t.contiguous()
+
+
+def balanced_weights(sizes: torch.Tensor, sources: list[int]) -> torch.Tensor:
+    """Sampling weights giving every source the same share, and items within one a share by ``sizes``.
+
+    So 35 photos and 20,000 Fashion-MNIST images passed together are each half of the batches.
+    """
+    src = torch.tensor(sources)
+    w = sizes.double().clone()
+    for k in src.unique():
+        m = src == k
+        w[m] = w[m] / w[m].sum()
+    return (w / w.sum()).float()
 
 
 class _Sampler:
@@ -95,14 +112,15 @@ class CropSampler(_Sampler):
     large photos are seen at several scales.  Images smaller than the window are padded by reflection.
     """
 
-    def __init__(self, images: list[torch.Tensor], crop: int, min_scale: float = 1.0, seed: int = 0):
+    def __init__(self, images: list[torch.Tensor], crop: int, min_scale: float = 1.0, seed: int = 0,
+                 sources: list[int] | None = None):
         self.images = images
         self.crop = crop
         self.min_scale = min_scale
         self.gen = torch.Generator().manual_seed(seed)
         # sample images in proportion to their area (capped) so big photos are not under-used
         areas = torch.tensor([min(float(im.shape[1] * im.shape[2]), 4.0 * crop * crop) for im in images])
-        self.weights = areas / areas.sum()
+        self.weights = balanced_weights(areas, sources) if sources else areas / areas.sum()
 
     def _rand(self) -> float:
         return float(torch.rand((), generator=self.gen))
@@ -136,13 +154,14 @@ class SegmentSampler(_Sampler):
     [min_gain, 1] so quiet material is seen too; short clips are zero-padded.
     """
 
-    def __init__(self, clips: list[torch.Tensor], segment: int, min_gain: float = 0.25, seed: int = 0):
+    def __init__(self, clips: list[torch.Tensor], segment: int, min_gain: float = 0.25, seed: int = 0,
+                 sources: list[int] | None = None):
         self.clips = clips
         self.segment = segment
         self.min_gain = min_gain
         self.gen = torch.Generator().manual_seed(seed)
         lengths = torch.tensor([float(c.shape[-1]) for c in clips])
-        self.weights = lengths / lengths.sum()
+        self.weights = balanced_weights(lengths, sources) if sources else lengths / lengths.sum()
 
     def sample(self, batch: int) -> torch.Tensor:
         g = self.gen

@@ -42,7 +42,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--Nd", type=int, help="decoder width (multiple of 32 for 2D; of latent-dim for 1D)")
     g.add_argument("--no-post-filter", action="store_true", help="1D: no 129-tap post filter")
     d = p.add_argument_group("data")
-    d.add_argument("--data", nargs="+", required=True, help="training sources (folders, tars, HF datasets, idx)")
+    d.add_argument("--data", nargs="+", required=True,
+                   help="training sources (folders, tars, HF datasets, idx); several share the batches equally")
     d.add_argument("--val", nargs="+", help="validation sources (default: fixed crops of the training data)")
     d.add_argument("--crop", type=int, help="image crop side (default 256, or the preset's)")
     d.add_argument("--min-scale", type=float, help="random downscale of crops: window crop/s, s in [min, 1]")
@@ -115,12 +116,14 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     codec = build_codec(cfg).to(device)
     kind, progress = extra["kind"], not args.no_progress
-    items = load_items(args.data, kind, cfg["channels"], device, args.sample_rate, args.max_side, progress=progress)
+    sources: list[int] = []
+    items = load_items(args.data, kind, cfg["channels"], device, args.sample_rate, args.max_side, progress=progress,
+                       sources=sources)
     if kind == "image":
-        make = lambda data, seed: CropSampler(data, extra["crop"], extra["min_scale"], seed=seed)  # noqa: E731
+        make = lambda data, seed, src=None: CropSampler(data, extra["crop"], extra["min_scale"], seed, src)  # noqa: E731
     else:
-        make = lambda data, seed: SegmentSampler(data, extra["segment"], seed=seed)  # noqa: E731
-    sampler = make(items, args.seed)
+        make = lambda data, seed, src=None: SegmentSampler(data, extra["segment"], seed=seed, sources=src)  # noqa: E731
+    sampler = make(items, args.seed, sources if len(args.data) > 1 else None)
     if args.val:
         val_items = load_items(args.val, kind, cfg["channels"], device, args.sample_rate, args.max_side, progress=progress)
         val, val_from = make(val_items, 1).fixed(args.val_size), "validation sources"

@@ -1,0 +1,178 @@
+"""walloc_cdl.training: closed-form start, samplers, loop (checkpoint, resume, previews), CLI smoke on CPU."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from walloc_cdl import Codec1D, Codec2D, load_codec
+from walloc_cdl.cli import main as cli_main
+from walloc_cdl.training.batches import CropSampler, SegmentSampler
+from walloc_cdl.training.pca import (companding_slope, init_linear_decoder, init_linear_encoder, init_post_filter,
+                                     linear_reconstruction, wavelet_pca)
+from walloc_cdl.training.trainer import TrainConfig, lr_factor, psnr, save_preview, train
+
+
+def smooth_images(n: int, size: int = 32, channels: int = 3, seed: int = 0) -> torch.Tensor:
+    """Correlated random images in [-0.5, 0.5]: low-pass noise plus a little texture."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, channels, size // 4, size // 4, generator=g)
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    x = x + 0.1 * torch.randn(n, channels, size, size, generator=g)
+    return (x / (2.5 * x.abs().max())).clamp(-0.5, 0.5)
+
+
+def sines(n: int, T: int = 4096, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(T) / 44100
+    f = 100 + 2000 * torch.rand(n, 2, 3, 1, generator=g)
+    return 0.1 * torch.sin(2 * math.pi * f * t).sum(2)
+
+
+def test_pca_orders_variances_and_rate_rule():
+    codec = Codec2D(3, 2, None, 32, 6, 8, True)
+    pca = wavelet_pca(codec, [smooth_images(8)])
+    assert torch.all(pca.variances[:-1] >= pca.variances[1:])
+    assert torch.allclose(pca.components.T @ pca.components, torch.eye(48), atol=1e-4)
+    # rho is the ratio of quantisation noise (latent_dim * step^2 / 12) to the truncation error
+    step = pca.step_for(0.5)
+    assert 6 * step ** 2 / 12 == pytest.approx(0.5 * float(pca.variances[6:].sum()), rel=1e-5)
+
+
+def test_linear_closed_form_is_usable_and_rate_controls_distortion():
+    codec = Codec2D(3, 2, None, 32, 12, 8, True).eval()
+    x = smooth_images(8, seed=1)
+    pca = wavelet_pca(codec, [smooth_images(16, seed=2)])
+    results = []
+    for rho in (0.05, 2.0):
+        init_linear_encoder(codec, pca, pca.step_for(rho))
+        results.append(psnr(linear_reconstruction(codec, pca, x), x))
+        z = codec.encode(x)
+        assert torch.equal(z, z.round()) and z.abs().max() <= 127
+    assert results[0] > 25.0  # 12 of 48 components of smooth images
+    assert results[0] > results[1] + 1.0  # a finer step is better
+
+
+def test_encoder_gain_sets_the_step_near_zero():
+    codec = Codec2D(1, 1, None, 32, 4, 8, True)
+    pca = wavelet_pca(codec, [smooth_images(4, channels=1)])
+    step = 0.05
+    g = init_linear_encoder(codec, pca, step)
+    assert g * step * companding_slope(8) == pytest.approx(1.0)
+
+
+def test_linear_decoder_start_equals_closed_form_1d():
+    codec = Codec1D(2, 4, None, 32, 8, 8, True, True).eval()
+    x = sines(4)
+    pca = wavelet_pca(codec, [x])
+    init_linear_encoder(codec, pca, pca.step_for(0.1))
+    init_post_filter(codec)
+    init_linear_decoder(codec, pca)
+    with torch.no_grad():
+        lin = linear_reconstruction(codec, pca, x)
+        out = codec.decode(codec.encode(x))
+    assert psnr(lin, x) > 30
+    assert (lin - out).abs().max() < 5e-3
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = TrainConfig(warmup=10, min_lr_ratio=0.1)
+    assert lr_factor(0, 0.0, cfg) == pytest.approx(0.1)
+    assert lr_factor(9, 0.0, cfg) == pytest.approx(1.0)
+    assert lr_factor(50, 0.5, cfg) == pytest.approx(0.55)
+    assert lr_factor(99, 1.0, cfg) == pytest.approx(0.1)
+
+
+def test_samplers_shapes_ranges_and_fixed_batches_do_not_disturb_training_stream():
+    imgs = [torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8), torch.randint(0, 256, (3, 20, 20), dtype=torch.uint8)]
+    s = CropSampler(imgs, crop=32, min_scale=0.5, seed=0)
+    x = s.sample(6)
+    assert x.shape == (6, 3, 32, 32) and x.min() >= -0.5 and x.max() <= 0.5
+    ref = CropSampler(imgs, crop=32, min_scale=0.5, seed=0)
+    ref.sample(6)
+    s.fixed(3)
+    assert torch.equal(s.sample(4), ref.sample(4))
+    assert torch.equal(s.fixed(3), s.fixed(3))
+    a = SegmentSampler([torch.ones(2, 100) * 0.8, torch.ones(2, 3000) * -0.8], segment=256, seed=0)
+    y = a.sample(8)
+    assert y.shape == (8, 2, 256) and y.abs().max() <= 0.4 + 1e-6
+
+
+def test_train_pins_gain_keeps_best_and_writes_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    codec = Codec2D(3, 2, None, 32, 12, 8, True)
+    imgs = [((smooth_images(1, 64, seed=i)[0] + 0.5) * 255).round().to(torch.uint8) for i in range(3)]
+    sampler = CropSampler(imgs, crop=32, seed=0)
+    pca = wavelet_pca(codec, [sampler.sample(16)])
+    init_linear_encoder(codec, pca, pca.step_for(0.1))
+    norms = codec.encoder[0].weight.reshape(12, -1).norm(dim=1).clone()
+    cfg = TrainConfig(steps=8, batch_size=4, warmup=2, val_every=4, checkpoint_every=4, decoder_only_steps=2)
+    summary = train(codec, sampler, cfg, tmp_path, val=sampler.fixed(4), progress=False, log=lambda s: None)
+    assert summary["steps"] == 8
+    assert torch.allclose(codec.encoder[0].weight.reshape(12, -1).norm(dim=1), norms, rtol=1e-5)
+    assert summary["val_psnr"] >= summary["val_psnr_start"]
+    assert (tmp_path / "ckpt" / "last.safetensors").exists() and (tmp_path / "ckpt" / "last.optim.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.glob("preview_*.png")) == ["preview_0000004.png", "preview_0000008.png"]
+    assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()][-1] == 8
+
+
+def test_save_preview_images_and_audio(tmp_path):
+    x = smooth_images(3)
+    img = Image.open(save_preview(x, x, tmp_path / "a.png"))
+    assert img.size == (3 * 32, 2 * 32) and img.mode == "RGB"
+    a = sines(2, 8192)
+    assert Image.open(save_preview(a / 2, a / 2, tmp_path / "b.png")).mode == "L"
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(3):
+        a = ((smooth_images(1, 48, seed=10 + i)[0] + 0.5) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        Image.fromarray(a).save(d / f"p{i}.png")
+    return d
+
+
+def test_cli_trains_saves_half_decoder_and_resumes(photo_folder, tmp_path):
+    out = tmp_path / "run"
+    common = ["train-codec", "--channels", "3", "--J", "2", "--latent-dim", "12", "--Nd", "32", "--data",
+              str(photo_folder), "--out", str(out), "--crop", "32", "--batch-size", "4", "--val-size", "4",
+              "--val-every", "3", "--checkpoint-every", "3", "--no-progress", "--device", "cpu", "--half",
+              "--name", "tiny"]
+    assert cli_main(common + ["--steps", "6"]) == 0
+    card = json.loads((out / "tiny.json").read_text())
+    assert card["training"]["steps"] == 6 and card["training"]["closed_form"]["val_psnr_linear"] > 15
+    codec = load_codec(out / "tiny.safetensors")
+    assert all(p.dtype == torch.float32 for p in codec.parameters())
+    assert cli_main(common + ["--steps", "9", "--resume"]) == 0
+    card = json.loads((out / "tiny.json").read_text())
+    assert card["training"]["steps"] == 9
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [3, 6, 9]  # the resumed run continues the log at step 7
+
+
+def test_cli_trains_audio_folder(tmp_path):
+    sf = pytest.importorskip("soundfile")
+    d = tmp_path / "audio"
+    d.mkdir()
+    for i, clip in enumerate(sines(2, 16384, seed=3)):
+        sf.write(d / f"c{i}.wav", clip.T.numpy(), 44100)
+    out = tmp_path / "run"
+    assert cli_main(["train-codec", "--ndim", "1", "--channels", "2", "--J", "4", "--latent-dim", "8", "--Nd", "16",
+                     "--data", str(d), "--out", str(out), "--segment", "2048", "--batch-size", "4", "--steps", "4",
+                     "--val-size", "4", "--no-progress", "--device", "cpu"]) == 0
+    card = json.loads((out / "codec.json").read_text())
+    # the 1D decoder starts as the linear closed form, so the start is already a working codec
+    assert card["training"]["val_psnr_start"] == pytest.approx(card["training"]["closed_form"]["val_psnr_linear"], abs=0.5)
+    assert card["training"]["val_psnr"] >= card["training"]["val_psnr_start"]
+
+
+def test_cli_help_and_missing_options(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["train-codec", "--help"])
+    assert "--time-budget" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli_main(["train-codec", "--data", "x", "--out", "y"])
