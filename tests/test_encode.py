@@ -125,7 +125,7 @@ def test_seeded_random_views(tmp_path, codecs, idx_files):
     boxes = [tuple(s["json"]["crop"]) for s in got[:3]]
     assert len(set(boxes)) == 3 and all(b[2:] == (16, 16) for b in boxes)
     left, top = boxes[1][:2]
-    crop = torch.from_numpy(x[0, top:top + 16, left:left + 16]).float()[None, None] / 255 - 0.5
+    crop = torch.from_numpy(x[0, top:top + 16, left:left + 16])[None, None]  # 8-bit input stays uint8
     assert torch.equal(got[1]["latent"], codecs["gray"].encode(crop)[0])
     with pytest.raises(ValueError, match="--views"):
         encode_dataset(IdxSource(images, labels), tmp_path / "c", codecs["gray"], "", EncodeOptions(views=2))
@@ -214,7 +214,7 @@ def test_two_ranks_with_torchrun(tmp_path, codecs, idx_files):
     assert sorted(s["json"]["item"] for s in got) == list(range(120))
     by_item = {s["json"]["item"]: s for s in got}
     assert all(by_item[i]["cls"] == int(y[i]) for i in range(120))
-    ref = codecs["gray"].encode(torch.from_numpy(x[7]).float()[None, None] / 255 - 0.5)[0]
+    ref = codecs["gray"].encode(torch.from_numpy(x[7])[None, None])[0]
     assert torch.equal(by_item[7]["latent"], ref)
     assert sum(1 for _ in LatentDataset(out, "train")) == 120
 

@@ -111,7 +111,7 @@ def encode_hf_dataset(ds: Any, codec: nn.Module, column: str | None = None, *, b
         by_shape: dict[tuple, list[int]] = {}
         for k, x in enumerate(xs):
             if x is not None:
-                by_shape.setdefault(tuple(x.shape), []).append(k)
+                by_shape.setdefault((tuple(x.shape), x.dtype), []).append(k)
         with torch.no_grad():
             for ks in by_shape.values():
                 z = enc.encode(torch.stack([xs[k] for k in ks]).to(device)).to("cpu", torch.int16).numpy()
