@@ -111,3 +111,14 @@ def test_horizontal_flip_is_not_exact(codec):
     assert rel > 0.1, rel
     # nor does a one-cell shift repair it
     assert all(((a - torch.roll(b, s, -1)).norm() / a.norm()).item() > 0.1 for s in (-1, 1))
+
+
+def test_training_ranks_draw_different_samples(root, monkeypatch):
+    firsts = []
+    for rank in range(2):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        ds = LatentDataset(root, "train", training=True, epoch_length=20, batch_size=10, shuffle=0)
+        assert len(ds) == 1
+        firsts.append(next(iter(ds))[0])
+    assert not torch.equal(*firsts)
