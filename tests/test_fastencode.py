@@ -207,3 +207,15 @@ def test_float_and_uint8_calls_on_one_codec_keep_their_own_weights():
     with torch.no_grad():
         for inp in (x, u, x, u):
             torch.testing.assert_close(fast_encode(codec, inp, quantize=False), _reference(codec, x), atol=1e-3, rtol=0)
+
+
+def test_weights_cached_under_inference_mode_serve_autograd_later():
+    """A first encode inside torch.inference_mode must not poison the cache for later autograd use."""
+    codec = Codec2D(channels=3, J=2, Ne=None, Nd=32, latent_dim=12, latent_bits=8, lightweight_encode=True).eval()
+    codec.requires_grad_(False)
+    x = torch.rand(1, 3, 32, 32) - 0.5
+    with torch.inference_mode():
+        codec.encode(x)
+    x.requires_grad_(True)
+    codec.encode(x, quantize=False).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -160,7 +160,7 @@ def _cached_plan(codec: nn.Module, build):
     cache = codec.__dict__.setdefault("_fast_plan_cache", {})
     if key not in cache:
         cache.clear()
-        with torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad():  # cached weights must not be inference tensors
             cache[key] = build(codec)
     return cache[key]
 
@@ -174,8 +174,9 @@ def _on_device(plan, key, make, device: torch.device, dtype: torch.dtype):
     memo = plan.__dict__.setdefault("_device_memo", {})
     k = (key, str(device), dtype)
     if k not in memo:
-        t = make()
-        memo[k] = tuple(a.to(device, dtype) for a in t) if isinstance(t, tuple) else t.to(device, dtype)
+        with torch.inference_mode(False):  # normal tensors, so later autograd use works
+            t = make()
+            memo[k] = tuple(a.to(device, dtype) for a in t) if isinstance(t, tuple) else t.to(device, dtype)
     return memo[k]
 
 
