@@ -255,9 +255,9 @@ def render_phrase(soundfont: str | Path = FLUIDR3, seed: int = 0, seconds: float
             synth.noteoff(ch, p)
     if total > now:
         chunks.append(np.frombuffer(synth.generate(total - now), np.float32))
-    synth.notes_off()
-    synth.sounds_off()
-    synth.generate(SAMPLE_RATE // 2)  # let tails die so the next phrase starts silent
+    for ch in range(n_voices):
+        synth.sounds_off(ch)
+    synth.generate(SAMPLE_RATE // 2)  # flush, so the next phrase starts silent
     for ch in range(n_voices):
         synth.program_unset(ch)
     x = np.concatenate(chunks).reshape(-1, 2)[:total].T.copy()
