@@ -243,7 +243,7 @@ def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     timed_samples, timed_s, step = 0, 0.0, 0
-    bar = tqdm(total=total, desc="train", leave=False, disable=not progress or rank != 0)
+    bar = tqdm(total=total, desc="train", leave=False, disable=not progress or rank != 0, mininterval=1.0)
     for epoch in range(cfg.epochs):
         model.train()
         for j in _batches(len(x), bs, seed, epoch, rank, world, x.device):
@@ -263,7 +263,8 @@ def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 timed_samples += bs * world
             step += 1
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if bar.n % 20 == 0:  # .item() syncs the device: not every step
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else mem_est
     accs = {name: evaluate(model, xt, yt, stats, device, 2 * bs, cfg.amp) for name, (xt, yt) in tests.items()}

@@ -2,7 +2,8 @@
 
 Each 256² sample is a crop of a real photograph (:mod:`walloc_cdl.data.corpora`) with one of 50
 five-letter words (``wamerican``) rendered in a real font (Debian ``fonts-*``) at 12-18 px, in black or
-white (whichever contrasts with the photo under it), at a random place.  Train and test differ in
+white (whichever contrasts with the photo under it), near the centre (jittered by a quarter of the
+free space).  Train and test differ in
 *font family* (every third family, sorted by name, is held out) and in *photo* (the corpora's held-out
 photos), so a model must read the letters rather than memorise glyph bitmaps or backgrounds.
 
@@ -65,7 +66,7 @@ def fonts(split: str = "train") -> list[Path]:
 
 
 def render(photo: np.ndarray, word: str, font: Path, font_px: int, rng: np.random.Generator,
-           size: int = 256) -> np.ndarray:
+           size: int = 256, spread: float = 0.25) -> np.ndarray:
     """A (size, size, 3) uint8 crop of ``photo`` with ``word`` written on it."""
     h, w = photo.shape[:2]
     if h < size or w < size:
@@ -79,9 +80,10 @@ def render(photo: np.ndarray, word: str, font: Path, font_px: int, rng: np.rando
     f = ImageFont.truetype(str(font), font_px)
     left, top, right, bottom = draw.textbbox((0, 0), word, font=f)
     tw, th = right - left, bottom - top
-    m = 2
-    x = int(rng.integers(m, max(m + 1, size - tw - m))) - left
-    y = int(rng.integers(m, max(m + 1, size - th - m))) - top
+    # near the centre, jittered by up to ``spread`` of the free space: the task is reading, not search
+    fx, fy = max(0, size - tw), max(0, size - th)
+    x = round(fx / 2 + rng.uniform(-spread, spread) * fx / 2) - left
+    y = round(fy / 2 + rng.uniform(-spread, spread) * fy / 2) - top
     under = np.asarray(img)[max(0, y + top):y + bottom, max(0, x + left):x + right]
     luma = float(under.mean()) if under.size else 128.0
     ink = (0, 0, 0) if luma > 128 else (255, 255, 255)
@@ -160,7 +162,7 @@ def load(n_train: int = 4000, n_test: int = 1000, size: int = 256, n_classes: in
     words = vocabulary(n_classes)
     splits = {}
     for split, n in (("train", n_train), ("test", n_test)):
-        params = dict(v=2, n=n, split=split, size=size, words=words, font_px=list(font_px), seed=seed,
+        params = dict(v=3, n=n, split=split, size=size, words=words, font_px=list(font_px), seed=seed,
                       fonts=[p.name for p in fonts(split)])
         a = cached("words", params, lambda: _build(n, split, words, size, font_px, seed))
         splits[split] = (torch.from_numpy(a["x"]), torch.from_numpy(a["y"]))
