@@ -86,3 +86,30 @@ def test_cli_rejects_bad_codec_spec():
 
     with pytest.raises(SystemExit, match="R=NAME"):
         cli.main(["compare", "--benchmark", "fashion-mnist", "--codec", "rgb-16x", "--n-train", "10"])
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_cpu_ranks(tmp_path):
+    """Two gloo ranks split the training set; rank 0 alone writes the results."""
+    import os
+    import subprocess
+    import sys
+
+    from walloc_cdl.checkpoints import save_codec
+
+    if not Path("/usr/share/datasets/fashion-mnist").exists():
+        pytest.skip("apt-get install dataset-fashion-mnist")
+    codec = Codec2D(channels=1, J=2, Ne=None, Nd=32, latent_dim=1, latent_bits=8, lightweight_encode=True)
+    path = save_codec(codec, tmp_path / "g16.safetensors")
+    out = tmp_path / "out"
+    env = dict(os.environ, WALLOC_CDL_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "walloc_cdl.compare", "--benchmark", "fashion-mnist", "--n-train", "128", "--n-test", "40",
+           "--epochs", "1", "--batch-size", "16", "--model", "resnet10t", "--codec", f"16={path}",
+           "--reductions", "16", "--no-full", "--device", "cpu", "--out", str(out), "--quiet"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["world_size"] == 2
+    assert res["runs"][0]["steps"] == 4  # 128 samples / 2 ranks / batch 16
+    assert r.stdout.count("| latent-16x |") == 1  # printed once, by rank 0

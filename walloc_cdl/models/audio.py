@@ -62,6 +62,8 @@ class AudioNet1d(nn.Module):
                  widths: tuple[int, ...], depths: tuple[int, ...], strides: tuple[int, ...], block: str,
                  drop_rate: float = 0.0):
         super().__init__()
+        # the stem never narrows: a 108-channel latent squeezed into 16 channels would lose what it carries
+        width = max(width, in_chans)
         self.stem = nn.Sequential(nn.Conv1d(in_chans, width, kernel, stride=stem_stride, padding=kernel // 2,
                                             bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True))
         stages, cin = [], width
