@@ -113,3 +113,42 @@ def test_torchrun_ddp_two_cpu_ranks(tmp_path):
     assert res["world_size"] == 2
     assert res["runs"][0]["steps"] == 4  # 128 samples / 2 ranks / batch 16
     assert r.stdout.count("| latent-16x |") == 1  # printed once, by rank 0
+
+
+def _bar_folder(root: Path) -> Path:
+    """Tiny class-subfolder image set: a bright bar whose position is the class."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 16)):
+        for c in range(2):
+            d = root / split / f"c{c}"
+            d.mkdir(parents=True)
+            for i in range(n // 2):
+                a = (rng.random((32, 32)) * 60).astype(np.uint8)
+                a[4 + 12 * c:10 + 12 * c, 4:28] = 250
+                Image.fromarray(a).save(d / f"{i}.png")
+    return root
+
+
+def test_user_folder_and_shards(tmp_path):
+    from walloc_cdl import cli
+    from walloc_cdl.checkpoints import save_codec
+
+    root = _bar_folder(tmp_path)
+    codec = Codec2D(channels=1, J=2, Ne=None, Nd=32, latent_dim=2, latent_bits=8, lightweight_encode=True)
+    path = save_codec(codec, tmp_path / "g.safetensors")
+    common = ["--model", "resnet10t", "--epochs", "2", "--batch-size", "8", "--quiet"]
+    assert cli.main(["compare", "--data", str(root / "train"), "--test-data", str(root / "test"), "--size", "32",
+                     "--codec", f"8={path}", "--out", str(tmp_path / "o1"), *common]) == 0
+    res = json.loads((tmp_path / "o1" / "results.json").read_text())
+    assert {r["variant"] for r in res["summary"]} == {"latent-8x", "down-8x", "full"}
+    assert res["train_size"] == 40 and res["test_sizes"] == {"test": 16}
+    for split in ("train", "test"):
+        assert cli.main(["encode", str(root / split), str(tmp_path / "shards"), "--codec", str(path), "--split", split,
+                         "--no-progress"]) == 0
+    assert cli.main(["compare", "--shards", str(tmp_path / "shards"), "--out", str(tmp_path / "o2"), *common]) == 0
+    res = json.loads((tmp_path / "o2" / "results.json").read_text())
+    (row,) = res["summary"]
+    assert row["kind"] == "latent" and row["input_shape"] == [2, 8, 8] and res["train_size"] == 40

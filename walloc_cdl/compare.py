@@ -60,8 +60,9 @@ class Variant:
     def input_stride(self, modality: str, codec: nn.Module | None) -> int:
         if self.kind == "latent":
             return 2 ** codec.J
-        if self.kind == "down":
-            return round(math.sqrt(self.reduction)) if modality == "image" else int(self.reduction)
+        if self.kind == "down":  # the largest power of two the resize already did (√r per side, r for audio)
+            per_side = math.sqrt(self.reduction) if modality == "image" else self.reduction
+            return 2 ** int(math.floor(math.log2(per_side) + 1e-9))
         return 1
 
 
@@ -434,7 +435,7 @@ def _fit(a: np.ndarray, kind: str, size: int | None, channels: int | None, clip:
         a = (np.clip(a.astype(np.float32) / (65535.0 if a.dtype == np.uint16 else 1.0), 0, 1) * 255).round().astype(np.uint8)
     if channels:
         a = match_channels(a, channels)
-    t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
+    t = torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1)
     if size:
         h, w = t.shape[1:]
         s = size / min(h, w)
