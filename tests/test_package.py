@@ -42,3 +42,12 @@ def test_info_describes_an_official_checkpoint(tmp_path):
     out = subprocess.run([sys.executable, "-m", "walloc_cdl.cli", "info", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert '"dimensionality_reduction": 4.0' in out.stdout and '"weights_sha256"' in out.stdout
+
+
+def test_lazy_exports_resolve_and_stay_lazy():
+    code = ("import sys, walloc_cdl\n"
+            "assert 'timm' not in sys.modules and 'webdataset' not in sys.modules\n"
+            "for n in walloc_cdl.__all__: getattr(walloc_cdl, n)\n"
+            "assert 'timm' in sys.modules\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -586,7 +586,7 @@ def run(args: argparse.Namespace) -> int:
         reductions = args.reductions or sorted(codecs if args.data else bench.codecs)
         if rank == 0 and progress:
             print(f"{bench.description}: {len(bench.y_train)} train, "
-                  f"{', '.join(f'{k} {len(v[1])}' for k, v in bench.tests.items())} test; model {model}; "
+                  f"test {', '.join(f'{k}: {len(v[1])}' for k, v in bench.tests.items())}; model {model}; "
                   f"device {device}{f' x{world}' if world > 1 else ''}", file=sys.stderr)
         result = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
                                 args.stem, not args.no_full, progress, args.pretrained)
