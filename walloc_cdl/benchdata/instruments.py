@@ -21,9 +21,9 @@ def render_note(soundfont: str, program: int, pitch: int, velocity: int, pan: in
                 clip: int = CLIP) -> np.ndarray:
     """(2, clip) float32: one note of ``program`` starting at ``onset`` frames, released after ``length``
     (onset + length < clip)."""
-    from ..data.corpora import _synth
+    from ..data.corpora import soundfont_synth
 
-    synth, sfid = _synth(str(soundfont))
+    synth, sfid = soundfont_synth(str(soundfont))
     synth.program_select(0, sfid, 0, program)
     synth.control_change(0, 10, pan)
     synth.control_change(0, 7, 100)

@@ -199,7 +199,8 @@ def _pitch_range(program: int) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=2)
-def _synth(soundfont: str):
+def soundfont_synth(soundfont: str):
+    """A tinysoundfont synthesiser at 44.1 kHz with ``soundfont`` loaded, shared (rendering is stateful)."""
     try:
         from tinysoundfont import Synth
     except ImportError as e:
@@ -222,7 +223,7 @@ def render_phrase(soundfont: str | Path = FLUIDR3, seed: int = 0, seconds: float
     """
     rng = np.random.default_rng(seed)
     pool = program_pool or programs("train")
-    synth, sfid = _synth(str(soundfont))
+    synth, sfid = soundfont_synth(str(soundfont))
     n_voices = voices or int(rng.integers(1, 4))
     # (time in frames, channel, pitch, velocity or 0 for note off)
     events: list[tuple[int, int, int, int]] = []
