@@ -124,9 +124,9 @@ def time_cpu_round_robin(fns: dict, reps: int) -> tuple[dict, dict]:
     return {k: statistics.median(v) for k, v in times.items()}, {k: min(v) for k, v in times.items()}
 
 
-def time_cuda(fn, reps: int = 20, warmup: int = 3) -> float:
-    """Median seconds per call (CUDA events around each call after warm-up)."""
-    with torch.no_grad():
+def time_cuda(fn, reps: int = 20, warmup: int = 3, grad: bool = False) -> float:
+    """Median seconds per call (CUDA events around each call after warm-up); ``grad`` for training steps."""
+    with torch.set_grad_enabled(grad):
         for _ in range(warmup):
             fn()
         torch.cuda.synchronize()
@@ -211,19 +211,7 @@ def resnet50_step_time(batch: int) -> float:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    with torch.enable_grad():
-        for _ in range(5):
-            step()
-        torch.cuda.synchronize()
-        ts = []
-        for _ in range(15):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            step()
-            b.record()
-            b.synchronize()
-            ts.append(a.elapsed_time(b) / 1e3)
-    return statistics.median(ts)
+    return time_cuda(step, reps=15, warmup=5, grad=True)
 
 
 def bench_gpu(W, batch: int, reps: int, compile_: bool) -> dict:

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from .baselines import downsample_images, resample_audio
 from .benchdata import BENCHMARKS, Benchmark, load_benchmark
+from .schedule import warmup_cosine
 
 
 # -- variants ---------------------------------------------------------------------------------------
@@ -238,8 +239,7 @@ def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     steps_per_epoch = max(1, (len(x) // world) // bs)
     total = steps_per_epoch * cfg.epochs
     warm = max(1, int(cfg.warmup * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total)))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warm, s / max(1, total)))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoints import load_codec, save_codec
 from ..codec import Codec1D, Codec2D
+from ..schedule import warmup_cosine
 
 
 @dataclass
@@ -64,9 +65,7 @@ class TrainConfig:
 
 def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
     """Linear warmup over ``cfg.warmup`` steps, then cosine from 1 to ``min_lr_ratio`` over ``progress``."""
-    warm = min(1.0, (step + 1) / max(1, cfg.warmup))
-    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cos)
+    return warmup_cosine(step, cfg.warmup, progress, cfg.min_lr_ratio)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
