@@ -105,6 +105,28 @@ def test_uint8_input_means_pixel_over_255_minus_half(kind, name):
     torch.testing.assert_close(z, _reference(codec, u).float(), atol=1e-3, rtol=0)
 
 
+@pytest.mark.parametrize("method", CPU_METHODS)
+def test_uint8_input_every_cpu_method(method):
+    codec, shape = _make(2, "rgb16x")
+    u = torch.randint(0, 256, shape, dtype=torch.uint8)
+    with torch.no_grad():
+        z = fast_encode(codec, u, quantize=False, method=method)
+    # folded uint8 scaling sums terms up to 255x larger than float input's: float32 round-off ~2e-3 here
+    torch.testing.assert_close(z, _reference(codec, u).float(), atol=5e-3, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (8, 24), (16, 8)])
+def test_inputs_smaller_than_the_filter_support_wrap_correctly(size):
+    """One latent per side: the composite filters (57 taps at J=3) wrap around the input several times."""
+    codec, _ = _make(2, "rgb16x")
+    x = torch.rand(2, 3, *size) - 0.5
+    z_ref = _reference(codec, x)
+    with torch.no_grad():
+        for method in CPU_METHODS:
+            torch.testing.assert_close(fast_encode(codec, x, quantize=False, method=method), z_ref.float(),
+                                       atol=1e-3, rtol=0)
+
+
 def test_large_batch_agreement_and_ties():
     """The issue's tolerance on a realistic amount of latents: >= 99.9 % equal, misses only at .5 ties."""
     codec, _ = _make(2, "rgb16x")
