@@ -102,6 +102,7 @@ def main() -> int:
     ap.add_argument("--assets", help="folder from --export-assets (machines without the Debian data packages)")
     ap.add_argument("--export-assets", metavar="DIR", help="write fonts, photos and a Fashion-MNIST subset, then exit")
     ap.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every suite's epochs")
+    ap.add_argument("--decoded", action="store_true", help="add decoded-R variants (latents decoded, full model)")
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--verbose", action="store_true", help="print each run's accuracy as it finishes")
     args = ap.parse_args()
@@ -135,7 +136,7 @@ def main() -> int:
         codecs, sources = resolve_codecs(bench, args.codecs, device)
         cfg = CompareConfig(epochs=max(1, round(epochs * args.epochs_scale)), batch_size=bs, lr=lr)
         res = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
-                             progress=args.verbose)
+                             progress=args.verbose, include_decoded=args.decoded)
         res["codec_sources"] = sources
         res["wall_s"] = time.perf_counter() - t0
         res.pop("runs")

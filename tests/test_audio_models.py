@@ -44,5 +44,17 @@ def test_latent_model_on_codec_latents():
                     post_filter=True)
     z = codec.encode(torch.rand(2, 2, 8192) - 0.5)
     m = create_latent_audio_model("resnet1d_small", codec, 10)
-    assert m.stem[0].in_channels == 27
+    assert m.stem[0].in_channels == 2 * 27   # z and |z|
     assert m(z.float()).shape == (2, 10)
+    assert create_latent_audio_model("resnet1d_small", codec, 10, magnitude=False).stem[0].in_channels == 27
+
+
+def test_magnitude_channels_are_sign_invariant():
+    """With the signed half of the stem zeroed, z and -z (same energies, opposite phase) give equal outputs."""
+    m = create_latent_audio_model("resnet1d_small", {"latent_dim": 27, "J": 8, "post_filter": True}, 10).eval()
+    with torch.no_grad():
+        m.stem[0].weight[:, :27] = 0
+        z = torch.randn(2, 27, 130)
+        torch.testing.assert_close(m(z), m(-z))
+        m.stem[0].weight[:, :27] = 1
+        assert not torch.allclose(m(z), m(-z))

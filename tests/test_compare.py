@@ -30,6 +30,20 @@ def test_variants_and_dims():
     assert d.shape == (96, 1, 8, 8) and d.dtype == torch.uint8
 
 
+def test_decoded_variant_is_the_codec_round_trip_at_full_resolution():
+    vs = make_variants([16], {16: "gray-16x"}, include_full=False, include_decoded=True)
+    assert [v.name for v in vs] == ["latent-16x", "decoded-16x", "down-16x"]
+    torch.manual_seed(0)
+    codec = Codec2D(channels=1, J=2, Ne=None, Nd=32, latent_dim=1, latent_bits=8, lightweight_encode=True).eval()
+    b = _image_bench(n=8)
+    d = prepare(vs[1], b.x_train, "image", codec, torch.device("cpu"))
+    assert d.shape == b.x_train.shape and d.dtype == torch.uint8
+    with torch.no_grad():
+        ref = codec.decode(codec.encode(b.x_train.float() / 255 - 0.5)).clamp(-0.5, 0.5)
+    assert (d.float() - (ref + 0.5) * 255).abs().max() <= 0.5 + 1e-3
+    assert not torch.equal(d, b.x_train)   # a 16x codec loses something: this is not the input passed through
+
+
 def test_run_comparison_learns_and_reports(tmp_path):
     codec = Codec2D(channels=1, J=2, Ne=None, Nd=32, latent_dim=1, latent_bits=8, lightweight_encode=True)
     res = run_comparison(_image_bench(), "resnet10t", [16.0], [0, 1], CompareConfig(epochs=6, batch_size=16, lr=3e-3),

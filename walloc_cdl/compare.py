@@ -54,7 +54,7 @@ class Variant:
     """One way to feed the model: latents of a codec, downsampled input, or full resolution."""
 
     name: str
-    kind: str                  # "latent" | "down" | "full"
+    kind: str                  # "latent" | "down" | "full" | "decoded" (latents decoded back: the codec's bound)
     reduction: float           # nominal dimensionality reduction r
     codec: Any = None          # codec name/path or module (latent variants)
 
@@ -67,13 +67,21 @@ class Variant:
         return 1
 
 
-def make_variants(reductions: list[float], codecs: dict[float, Any], include_full: bool = True) -> list[Variant]:
-    """latent-r and down-r for each r (a latent variant only where a codec is known), then full."""
+def make_variants(reductions: list[float], codecs: dict[float, Any], include_full: bool = True,
+                  include_decoded: bool = False) -> list[Variant]:
+    """latent-r and down-r for each r (a latent variant only where a codec is known), then full.
+
+    ``include_decoded`` adds decoded-r: the latents decoded back to full resolution and fed to the full
+    model.  It separates what the codec loses (decoded-r vs full) from what the latent model fails to use
+    (latent-r vs decoded-r).
+    """
     out = []
     for r in reductions:
         name = f"{r:g}x"
         if r in codecs:
             out.append(Variant(f"latent-{name}", "latent", r, codecs[r]))
+            if include_decoded:
+                out.append(Variant(f"decoded-{name}", "decoded", r, codecs[r]))
         out.append(Variant(f"down-{name}", "down", r))
     if include_full:
         out.append(Variant("full", "full", 1))
@@ -95,6 +103,12 @@ def prepare(variant: Variant, x: torch.Tensor, modality: str, codec: nn.Module |
         if variant.kind == "latent":
             z = codec.encode(_to_codec_range(xb, modality))
             out.append(z.to(torch.int8 if codec.latent_bits <= 8 else torch.int16).cpu())
+        elif variant.kind == "decoded":
+            y = codec.decode(codec.encode(_to_codec_range(xb, modality))).clamp(-0.5, 0.5)
+            if modality == "image":
+                out.append(((y + 0.5) * 255).round().to(torch.uint8).cpu())
+            else:
+                out.append((2 * y).half().cpu())
         elif variant.kind == "down":
             if modality == "image":
                 out.append(downsample_images(xb, variant.reduction).cpu())
@@ -113,14 +127,16 @@ def channel_stats(x: torch.Tensor, n: int = 4096) -> tuple[torch.Tensor, torch.T
 
 
 def build_model(variant: Variant, model_name: str, modality: str, in_chans: int, num_classes: int,
-                codec: nn.Module | None, img_size: int | None, stem: str, pretrained: bool = False) -> nn.Module:
+                codec: nn.Module | None, img_size: int | None, stem: str, pretrained: bool = False,
+                audio_magnitude: bool = True) -> nn.Module:
     """The same family for every variant; only the stem (where the input enters) differs."""
     from .models import create_audio_model, create_strided_model
 
     stride = variant.input_stride(modality, codec)
     chans = codec.latent_dim if variant.kind == "latent" else in_chans
     if modality == "audio":
-        return create_audio_model(model_name, chans, num_classes, input_stride=stride)
+        return create_audio_model(model_name, chans, num_classes, input_stride=stride,
+                                  magnitude=variant.kind == "latent" and audio_magnitude)
     kw: dict[str, Any] = {"img_size": img_size} if _needs_img_size(model_name) else {}
     return create_strided_model(model_name, chans, stride, num_classes, pretrained=pretrained, stem=stem, **kw)
 
@@ -279,19 +295,20 @@ def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], seeds: list[int],
                    cfg: CompareConfig, device: torch.device, codecs: dict[float, Any] | None = None,
                    stem: str = "keep", include_full: bool = True, progress: bool = True,
-                   pretrained: bool = False) -> dict[str, Any]:
+                   pretrained: bool = False, include_decoded: bool = False) -> dict[str, Any]:
     """Every variant × seed on ``bench``; returns per-run records and per-variant summaries."""
     from .checkpoints import load_codec
 
     rank, world, _ = dist_env()
     codecs = {**bench.codecs, **(codecs or {})}
-    variants = make_variants(reductions, {r: c for r, c in codecs.items() if c is not None}, include_full)
+    variants = make_variants(reductions, {r: c for r, c in codecs.items() if c is not None}, include_full,
+                             include_decoded)
     full_dims = math.prod(bench.x_train.shape[1:])
     img_size = int(bench.x_train.shape[-1]) if bench.modality == "image" else None
     runs, summary = [], []
     for v in variants:
         codec = None
-        if v.kind == "latent":
+        if v.kind in ("latent", "decoded"):
             codec = (v.codec if isinstance(v.codec, nn.Module) else load_codec(v.codec)).to(device).eval()
         t0 = time.perf_counter()
         xtr = prepare(v, bench.x_train, bench.modality, codec, device)
@@ -364,7 +381,7 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
 
     rows = result["summary"]
     test = list(rows[0]["acc_mean"])[0]
-    colors = {"latent": "tab:blue", "down": "tab:orange", "full": "tab:green"}
+    colors = {"latent": "tab:blue", "down": "tab:orange", "full": "tab:green", "decoded": "tab:gray"}
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for r in rows:
         c = colors[r["kind"]]
@@ -543,6 +560,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", action="append", metavar="R=NAME", help="codec for reduction R (shipped name or "
                                                                       "path); repeatable; overrides the benchmark's")
     p.add_argument("--no-full", action="store_true", help="skip the full-resolution variant")
+    p.add_argument("--decoded", action="store_true", help="add decoded-R: latents decoded back to full resolution, "
+                                                          "full model (what the codec keeps vs what the model uses)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=int, help=f"epochs per run (default {DEFAULT['epochs']})")
     p.add_argument("--batch-size", type=int, default=128)
@@ -589,7 +608,7 @@ def run(args: argparse.Namespace) -> int:
                   f"test {', '.join(f'{k}: {len(v[1])}' for k, v in bench.tests.items())}; model {model}; "
                   f"device {device}{f' x{world}' if world > 1 else ''}", file=sys.stderr)
         result = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
-                                args.stem, not args.no_full, progress, args.pretrained)
+                                args.stem, not args.no_full, progress, args.pretrained, args.decoded)
     if rank == 0:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

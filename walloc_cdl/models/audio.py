@@ -60,8 +60,12 @@ class AudioNet1d(nn.Module):
 
     def __init__(self, in_chans: int, num_classes: int, width: int, kernel: int, stem_stride: int,
                  widths: tuple[int, ...], depths: tuple[int, ...], strides: tuple[int, ...], block: str,
-                 drop_rate: float = 0.0):
+                 drop_rate: float = 0.0, magnitude: bool = False):
         super().__init__()
+        # latents: a sub-band coefficient's sign follows the phase of the sound inside the band, so a shift of
+        # a few samples flips it; |z| beside z gives the stem a phase-robust energy cue from the first layer
+        self.magnitude = magnitude
+        in_chans = 2 * in_chans if magnitude else in_chans
         # the stem never narrows: a 108-channel latent squeezed into 16 channels would lose what it carries
         width = max(width, in_chans)
         self.stem = nn.Sequential(nn.Conv1d(in_chans, width, kernel, stride=stem_stride, padding=kernel // 2,
@@ -79,6 +83,8 @@ class AudioNet1d(nn.Module):
         self.stride = stem_stride * math.prod(strides)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.magnitude:
+            x = torch.cat([x, x.abs()], dim=1)
         return self.stages(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -118,11 +124,16 @@ def create_audio_model(arch: str, in_chans: int, num_classes: int, input_stride:
     return AudioNet1d(in_chans, num_classes, **cfg)
 
 
-def create_latent_audio_model(arch: str, codec_or_spec: Any, num_classes: int, **kwargs: Any) -> AudioNet1d:
-    """``arch`` on WaLLoC audio latents (B, latent_dim, T/2^J + 2) of a Codec1D, shipped name or spec."""
+def create_latent_audio_model(arch: str, codec_or_spec: Any, num_classes: int, magnitude: bool = True,
+                              **kwargs: Any) -> AudioNet1d:
+    """``arch`` on WaLLoC audio latents (B, latent_dim, T/2^J + 2) of a Codec1D, shipped name or spec.
+
+    ``magnitude``: feed |z| beside z (measured on the instrument benchmark: see benchmarks/RESULTS.md).
+    """
     from .stems import latent_spec
 
     spec = latent_spec(codec_or_spec)
     if spec.ndim != 1:
         raise ValueError("create_latent_audio_model needs a 1D (audio) codec; use create_latent_model for images")
-    return create_audio_model(arch, spec.latent_dim, num_classes, input_stride=spec.stride, **kwargs)
+    return create_audio_model(arch, spec.latent_dim, num_classes, input_stride=spec.stride, magnitude=magnitude,
+                              **kwargs)
