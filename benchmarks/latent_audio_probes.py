@@ -12,7 +12,7 @@ Probes: ``base`` (z only), ``magnitude`` (z and |z|, the default), ``wide`` (sta
 ``stem128`` (stem 128 channels, k=3), ``dropout`` (stem128 + dropout 0.3), ``views4_equal`` /
 ``views4_more`` (4 random circular shifts of every training clip encoded as extra views, at the same number
 of steps / 4× the steps), ``up8`` / ``up16`` (a learned ×8 / ×16 transposed-conv upsampling stem, then the
-network from stride 256/up), and ``down_views4_equal`` (the down-20x baseline with the same shift views).
+network from stride 256/up; ``*_magnitude``: z and |z| into that stem), and ``down_views4_equal`` (the down-20x baseline with the same shift views).
 """
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ PROBES = {
     "views4_more": ("latent", dict(magnitude=False), 4, 1, 0),
     "up8": ("latent", dict(), 1, 1, 8),
     "up16": ("latent", dict(), 1, 1, 16),
+    "up2_magnitude": ("latent", dict(magnitude=True), 1, 1, 2),
+    "up4_magnitude": ("latent", dict(magnitude=True), 1, 1, 4),
+    "up8_magnitude": ("latent", dict(magnitude=True), 1, 1, 8),
+    "up16_magnitude": ("latent", dict(magnitude=True), 1, 1, 16),
     "down_views4_equal": ("down", dict(), 4, 0.25, 0),
 }
 
@@ -57,12 +61,20 @@ def shifted_views(x: torch.Tensor, views: int, seed: int = 0) -> torch.Tensor:
     return torch.cat(out)
 
 
+class _WithMagnitude(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x.abs()], dim=1)
+
+
 def build(kind: str, in_chans: int, kw: dict, up: int) -> nn.Module:
     stride = 256 if kind == "latent" else 16
     if not up:
         return create_audio_model("resnet1d_small", in_chans, 10, input_stride=stride, **kw)
+    magnitude = kw.pop("magnitude", False)
     body = create_audio_model("resnet1d_small", 64, 10, input_stride=stride // up, **kw)
-    return nn.Sequential(nn.ConvTranspose1d(in_chans, 64, 2 * up, stride=up, padding=up // 2, bias=False),
+    cin = 2 * in_chans if magnitude else in_chans
+    return nn.Sequential(_WithMagnitude() if magnitude else nn.Identity(),
+                         nn.ConvTranspose1d(cin, 64, 2 * up, stride=up, padding=up // 2, bias=False),
                          nn.BatchNorm1d(64), nn.ReLU(inplace=True), body)
 
 

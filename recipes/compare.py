@@ -28,6 +28,7 @@ ap.add_argument("--model", default="resnet10t", help="any supported timm model, 
 ap.add_argument("--reductions", type=float, nargs="+", default=[4, 16])
 ap.add_argument("--seeds", type=int, nargs="+", default=[0])
 ap.add_argument("--epochs", type=int, default=4)
+ap.add_argument("--decoded", action="store_true", help="also train on latents decoded back (the codec's bound)")
 ap.add_argument("--device", default="auto")
 ap.add_argument("--out", default="runs/compare-recipe")
 args = ap.parse_args()
@@ -43,7 +44,7 @@ else:                                                 # a built-in real-data ben
         args.reductions, args.model = [5, 20], "resnet1d"
 
 result = run_comparison(bench, args.model, args.reductions, args.seeds, CompareConfig(epochs=args.epochs),
-                        device, codecs)
+                        device, codecs, include_decoded=args.decoded)
 
 if dist_env()[0] == 0:
     out = Path(args.out)
