@@ -12,7 +12,7 @@ Probes: ``base`` (z only), ``magnitude`` (z and |z|, the default), ``wide`` (sta
 ``stem128`` (stem 128 channels, k=3), ``dropout`` (stem128 + dropout 0.3), ``views4_equal`` /
 ``views4_more`` (4 random circular shifts of every training clip encoded as extra views, at the same number
 of steps / 4× the steps), ``up8`` / ``up16`` (a learned ×8 / ×16 transposed-conv upsampling stem, then the
-network from stride 256/up; ``*_magnitude``: z and |z| into that stem), and ``down_views4_equal`` (the down-20x baseline with the same shift views).
+network from stride 256/up; ``*_magnitude``: z and |z| into that stem), ``down`` (the down-20x baseline) and ``down_views4_equal`` (it with the same shift views).
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ PROBES = {
     "up4_magnitude": ("latent", dict(magnitude=True), 1, 1, 4),
     "up8_magnitude": ("latent", dict(magnitude=True), 1, 1, 8),
     "up16_magnitude": ("latent", dict(magnitude=True), 1, 1, 16),
+    "down": ("down", dict(), 1, 1, 0),
     "down_views4_equal": ("down", dict(), 4, 0.25, 0),
 }
 
