@@ -127,16 +127,18 @@ def channel_stats(x: torch.Tensor, n: int = 4096) -> tuple[torch.Tensor, torch.T
 
 
 def build_model(variant: Variant, model_name: str, modality: str, in_chans: int, num_classes: int,
-                codec: nn.Module | None, img_size: int | None, stem: str, pretrained: bool = False,
-                audio_magnitude: bool = True) -> nn.Module:
-    """The same family for every variant; only the stem (where the input enters) differs."""
+                codec: nn.Module | None, img_size: int | None, stem: str, pretrained: bool = False) -> nn.Module:
+    """The same family for every variant; only the stem (where the input enters) differs.
+
+    Audio latents also get |z| beside z (see :class:`walloc_cdl.models.audio.AudioNet1d`).
+    """
     from .models import create_audio_model, create_strided_model
 
     stride = variant.input_stride(modality, codec)
     chans = codec.latent_dim if variant.kind == "latent" else in_chans
     if modality == "audio":
         return create_audio_model(model_name, chans, num_classes, input_stride=stride,
-                                  magnitude=variant.kind == "latent" and audio_magnitude)
+                                  magnitude=variant.kind == "latent")
     kw: dict[str, Any] = {"img_size": img_size} if _needs_img_size(model_name) else {}
     return create_strided_model(model_name, chans, stride, num_classes, pretrained=pretrained, stem=stem, **kw)
 
