@@ -2,8 +2,9 @@
 
 The instruments table (RESULTS.md) shows the codec keeps what the task needs (decoded-20x is 9.5 points
 above down-20x) while the latent model does not use it.  This script trains single variants of the 1D
-model on the same data and budget as ``downstream.py --suite cpu`` and prints one JSON record per probe,
-with train accuracy (on the first 500 training clips) to show over-fitting.
+model with the CPU suite's former budget (1 500 notes x 12 epochs; ``--n-train``/``--epochs`` change it)
+and prints one JSON record per probe, with train accuracy (on the first 500 training clips) to show
+over-fitting.
 
     python benchmarks/latent_audio_probes.py                       # every probe, seed 0, CPU
     python benchmarks/latent_audio_probes.py --probes base magnitude --seeds 0 1
@@ -12,7 +13,8 @@ Probes: ``base`` (z only), ``magnitude`` (z and |z|, the default), ``wide`` (sta
 ``stem128`` (stem 128 channels, k=3), ``dropout`` (stem128 + dropout 0.3), ``views4_equal`` /
 ``views4_more`` (4 random circular shifts of every training clip encoded as extra views, at the same number
 of steps / 4× the steps), ``up8`` / ``up16`` (a learned ×8 / ×16 transposed-conv upsampling stem, then the
-network from stride 256/up; ``*_magnitude``: z and |z| into that stem), ``down`` (the down-20x baseline) and ``down_views4_equal`` (it with the same shift views).
+network from stride 256/up; ``*_magnitude``: z and |z| into that stem), ``down`` (the down-20x
+baseline) and ``down_views4_equal`` (it with the same shift views).
 """
 from __future__ import annotations
 
