@@ -40,6 +40,15 @@ def test_words_split_by_font_and_photo():
     again = load_benchmark("words", n_train=60, n_test=20, size=64)  # from the cache, identical
     assert torch.equal(b.x_train, again.x_train)
     assert "CONSTRUCTED" in b.description
+    assert "(4-4 px)" in b.description  # the default 12-18 px at 256, scaled to the 64-px crops (4 px floor)
+
+
+def test_words_font_size_scales_with_the_crop():
+    from walloc_cdl.benchdata.words import scaled_font_px
+
+    assert scaled_font_px((12, 18), 256) == (12, 18)
+    assert scaled_font_px((24, 36), 128) == (12, 18)  # the CPU suite: the GPU set's text on smaller crops
+    assert scaled_font_px((12, 18), 32) == (4, 4)  # never below 4 px
 
 
 def test_word_is_drawn_where_it_contrasts():

@@ -101,6 +101,12 @@ def _render_one(job: tuple) -> np.ndarray:
 _PHOTOS: list[np.ndarray] = []
 
 
+def scaled_font_px(font_px: tuple[int, int], size: int) -> tuple[int, int]:
+    """The font size range drawn on ``size``-px crops: ``font_px`` is given at 256 px (text keeps its share)."""
+    lo, hi = (max(4, round(p * size / 256)) for p in font_px)
+    return lo, hi
+
+
 def _build(n: int, split: str, words: list[str], size: int, font_px: tuple[int, int], seed: int) -> dict[str, np.ndarray]:
     from concurrent.futures import ProcessPoolExecutor
 
@@ -122,7 +128,7 @@ def _build(n: int, split: str, words: list[str], size: int, font_px: tuple[int, 
     rng = np.random.default_rng([seed, split_id])
     labels = rng.permutation(np.arange(n) % len(words))
     fidx = rng.integers(len(fs), size=n)
-    lo, hi = max(4, round(font_px[0] * scale)), max(4, round(font_px[1] * scale))
+    lo, hi = scaled_font_px(font_px, size)
     jobs = [(i, seed, split_id, words[labels[i]], fs[fidx[i]], lo, hi, size) for i in range(n)]
     workers = min(16, os.cpu_count() or 1) if n >= 2000 else 1
     bar = dict(total=n, desc=f"words/{split}", leave=False, disable=n < 2000)
@@ -160,6 +166,7 @@ def load(n_train: int = 4000, n_test: int = 1000, size: int = 256, n_classes: in
          font_px: tuple[int, int] = (12, 18), seed: int = 0) -> Benchmark:
     """The words set: uint8 (N, 3, size, size); ``font_px`` is the size range at 256 px (scaled with ``size``)."""
     words = vocabulary(n_classes)
+    px = scaled_font_px(font_px, size)
     splits = {}
     for split, n in (("train", n_train), ("test", n_test)):
         params = dict(v=3, n=n, split=split, size=size, words=words, font_px=list(font_px), seed=seed,
@@ -169,7 +176,7 @@ def load(n_train: int = 4000, n_test: int = 1000, size: int = 256, n_classes: in
     return Benchmark(
         name="words", modality="image", x_train=splits["train"][0], y_train=splits["train"][1],
         tests={"test": splits["test"]}, classes=words, codecs={4: "rgb-4x", 16: "rgb-16x"},
-        description=(f"CONSTRUCTED: {n_classes} words in real fonts ({font_px[0]}-{font_px[1]} px at 256) on "
+        description=(f"CONSTRUCTED: {n_classes} words in real fonts ({px[0]}-{px[1]} px) on "
                      f"{size}x{size} crops of real photos; test fonts and photos unseen in training"),
         meta={"train_fonts": [p.name for p in fonts("train")], "test_fonts": [p.name for p in fonts("test")],
               "size": size},
