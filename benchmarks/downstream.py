@@ -9,7 +9,8 @@ Codecs: the shipped ones (``walloc_cdl.list_codecs()``).  Where one is missing, 
 back to the closed-form start of the same preset (PCA/KLT of the wavelet packets, fitted on the
 benchmark's own training inputs, no labels) and says so in the JSON.
 
-    python benchmarks/downstream.py --suite cpu                        # sized for 2 CPU cores
+    python benchmarks/downstream.py --suite cpu                        # sized for 2 CPU cores (words: ~1 h a seed)
+    python benchmarks/downstream.py --suite cpu --benchmarks words --reductions 16 --seeds 0  # one ratio
     python benchmarks/downstream.py --suite gpu --device cuda --stems  # the RESULTS.md figures
     python benchmarks/downstream.py --export-assets .benchassets       # fonts/photos/Fashion-MNIST subset
 """
