@@ -133,6 +133,10 @@ def main() -> int:
                           ("cpu" if args.device == "auto" else args.device))
     suite = SUITES[args.suite]
     names = args.benchmarks or list(suite)
+    for name in names if args.reductions is not None else []:  # before any training, not after hours of it
+        unknown = set(args.reductions) - set(suite[name][2])
+        if unknown:
+            raise SystemExit(f"--reductions {sorted(unknown)}: {name} has {suite[name][2]}; pick with --benchmarks")
     report = {"suite": args.suite, "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -145,9 +149,6 @@ def main() -> int:
         bench = load_benchmark(name, **load_kw)
         codecs, sources = resolve_codecs(bench, args.codecs, device)
         if args.reductions is not None:
-            unknown = set(args.reductions) - set(reductions)
-            if unknown:
-                raise SystemExit(f"--reductions {sorted(unknown)}: {name} has {reductions}")
             reductions = args.reductions
         cfg = CompareConfig(epochs=max(1, round(epochs * args.epochs_scale)), batch_size=bs, lr=args.lr or lr)
         res = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
