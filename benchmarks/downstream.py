@@ -113,6 +113,8 @@ def main() -> int:
                     help="subset of the suite's reductions (none given: full resolution only)")
     ap.add_argument("--no-full", action="store_true", help="skip the full-resolution variant")
     ap.add_argument("--lr", type=float, help="override every benchmark's learning rate (a sensitivity check)")
+    ap.add_argument("--n-train", type=int,
+                    help="override the training-set size (distinct samples; a longer budget at 1 epoch)")
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--verbose", action="store_true", help="print each run's accuracy as it finishes")
     args = ap.parse_args()
@@ -143,6 +145,8 @@ def main() -> int:
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seeds": args.seeds, "results": {}}
     for name in names:
         load_kw, model, reductions, epochs, bs, lr = suite[name]
+        if args.n_train:
+            load_kw = dict(load_kw, n_train=args.n_train)
         if name == "fashion-mnist" and args.assets:
             load_kw = dict(load_kw, root=str(Path(args.assets) / "fashion-mnist"))
         t0 = time.perf_counter()

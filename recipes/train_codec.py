@@ -35,14 +35,15 @@ from walloc_cdl.data import corpora
 from walloc_cdl.data.sources import load_fashion_mnist
 from walloc_cdl.training.presets import PRESETS
 
-SOURCES = {"rgb": ["photos"], "gray": ["photos", "fashion-mnist/train-images-idx3-ubyte.gz"], "stereo": ["audio"]}
+SOURCES = {"rgb": ["photos"], "gray": ["photos", "fashion-mnist/train-images-idx3-ubyte.gz"], "stereo": ["audio", "real"]}
 # Audio codecs start as the exact linear codec (49 dB at 5x): a gentler LR disturbs it less, and fp32
 # keeps the bf16 decoder's ~-54 dB rounding out of the loss.
 FAMILY_FLAGS = {"rgb": ["--lr", "1e-3"], "gray": ["--lr", "1e-3"], "stereo": ["--lr", "1e-4", "--no-amp", "--val-every", "200"]}
 
 
 def prepare(out: Path, n_phrases: int, phrase_seconds: float, n_fmnist: int, max_side: int) -> None:
-    """Write photos/ (JPEG q95), fashion-mnist/ (idx.gz subset) and audio/ (FLAC phrases) under ``out``."""
+    """Write photos/ (JPEG q95), fashion-mnist/ (idx.gz subset), audio/ (FLAC phrases) and real/ (the training
+    split of the real recordings, 44.1 kHz stereo FLAC) under ``out``."""
     import soundfile as sf
 
     (out / "photos").mkdir(parents=True, exist_ok=True)
@@ -57,9 +58,15 @@ def prepare(out: Path, n_phrases: int, phrase_seconds: float, n_fmnist: int, max
     for i in tqdm(range(n_phrases), desc="phrases"):
         a = corpora.render_phrase(corpora.FLUIDR3, seed=i, seconds=phrase_seconds)
         sf.write(out / "audio" / f"phrase{i:04d}.flac", a.T, corpora.SAMPLE_RATE, subtype="PCM_16")
+    (out / "real").mkdir(exist_ok=True)
+    real = corpora.real_recordings("train")
+    for path in tqdm(real, desc="real recordings"):
+        a = corpora.load_audio(path)
+        sf.write(out / "real" / f"{path.parent.name}__{path.stem}.flac", a.T, corpora.SAMPLE_RATE, subtype="PCM_16")
     manifest = {"photos": [p.name for p in corpora.photos("train")], "fashion_mnist_train_indices": len(idx),
                 "phrases": n_phrases, "phrase_seconds": phrase_seconds, "soundfont": str(corpora.FLUIDR3),
-                "programs": corpora.programs("train"), "max_side": max_side}
+                "programs": corpora.programs("train"), "max_side": max_side,
+                "real_recordings": [f"{p.parent.name}/{p.name}" for p in real]}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"wrote {out} ({size / 2 ** 20:.1f} MiB)")

@@ -1,5 +1,6 @@
 """load_codec / save_codec: formats, refusal of code-carrying pickles, clear mismatch errors."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,15 @@ def test_safetensors_round_trip(tmp_path):
     assert not loaded.training and loaded.config == CFG
     assert state_dict_sha256(loaded) == state_dict_sha256(codec)
     assert _same(codec, loaded)
+
+
+def test_saved_codec_honours_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_codec(Codec2D(**CFG), tmp_path / "shared")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by others, as a codec to share should be
 
 
 def test_official_export_round_trip(tmp_path):

@@ -71,3 +71,15 @@ def test_real_recordings_load_as_stereo_at_44k():
         pytest.skip("sonic-pi-samples / hydrogen-drumkits not installed")
     x = corpora.load_audio(paths[0])
     assert x.ndim == 2 and x.shape[0] == 2 and x.dtype == np.float32 and np.abs(x).max() <= 1.0
+
+
+def test_real_recordings_split_is_disjoint_and_covers_both_packages():
+    test, train = corpora.real_recordings("test"), corpora.real_recordings("train")
+    if not test:
+        pytest.skip("sonic-pi-samples / hydrogen-drumkits not installed")
+    assert set(test).isdisjoint(train) and len(train) > len(test)
+    assert {p.stem for p in test if p.parent == corpora.SONIC_PI_DIR} <= set(corpora.SONIC_PI_HELD_OUT)
+    assert not any(p.parent.name in corpora.HYDROGEN_HELD_OUT_KITS for p in train)
+    assert any(p.parent == corpora.SONIC_PI_DIR for p in train) and any(p.parent != corpora.SONIC_PI_DIR for p in train)
+    with pytest.raises(ValueError, match="split"):
+        corpora.real_recordings("val")

@@ -44,7 +44,7 @@ def test_loads_offline_in_fp32_with_a_complete_card(name, no_network):
     tr = card["training"]
     for key in ("data", "steps", "train_seconds", "device", "closed_form", "val_psnr"):
         assert key in tr, key
-    assert tr["steps"] > 100 and "H100" in tr["device"]
+    assert tr["steps"] > 100 and tr["device"]  # H100 for most; the stereo codecs were retrained on a CPU
     assert "held_out" in card and "command" in card["held_out"]
 
 

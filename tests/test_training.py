@@ -10,7 +10,7 @@ from PIL import Image
 from walloc_cdl import Codec1D, Codec2D, load_codec
 from walloc_cdl.cli import main as cli_main
 from walloc_cdl.training.batches import CropSampler, SegmentSampler
-from walloc_cdl.training.pca import (companding_slope, init_linear_decoder, init_linear_encoder, init_post_filter,
+from walloc_cdl.training.pca import (cap_gains, companding_slope, init_linear_decoder, init_linear_encoder, init_post_filter,
                                      linear_reconstruction, wavelet_pca)
 from walloc_cdl.training.trainer import TrainConfig, lr_factor, psnr, save_preview, train
 
@@ -75,6 +75,38 @@ def test_linear_decoder_start_equals_closed_form_1d():
         out = codec.decode(codec.encode(x))
     assert psnr(lin, x) > 30
     assert (lin - out).abs().max() < 5e-3
+
+
+def heavy_tailed(n: int, T: int = 4096, seed: int = 0) -> torch.Tensor:
+    """Quiet sines with one loud low note in the last clip: the tail that saturates the companding."""
+    x = 0.2 * sines(n, T, seed)
+    t = torch.arange(T) / 44100
+    x[-1] += 0.45 * torch.sin(2 * math.pi * 60 * t)
+    return x.clamp(-0.5, 0.5)
+
+
+def test_cap_gains_rescues_loud_peaks_and_leaves_fitting_channels_alone():
+    codec = Codec1D(2, 4, None, 32, 8, 8, True, True).eval()
+    x = heavy_tailed(6)
+    pca = wavelet_pca(codec, [x])
+    init_linear_encoder(codec, pca, pca.step_for(0.01))  # a fine step: the loud note saturates
+    before = codec.encoder[0].weight.clone()
+    loud = x[-1:]
+    sat_psnr = psnr(linear_reconstruction(codec, pca, loud), loud)
+    n = cap_gains(codec, [x], headroom=2.5)
+    assert 0 < n < 8
+    rows = (codec.encoder[0].weight - before).reshape(8, -1).abs().amax(1) > 0
+    assert int(rows.sum()) == n  # only the capped rows changed, and only by a positive factor
+    ratio = codec.encoder[0].weight.reshape(8, -1).norm(dim=1) / before.reshape(8, -1).norm(dim=1)
+    assert torch.all(ratio <= 1 + 1e-6) and torch.all(ratio > 0)
+    with torch.no_grad():  # peaks now sit at the headroom, not in the flat tail of the Normal CDF
+        y = codec.encoder[0](codec.wavelet_analysis(x, J=4))[..., 1:-1]
+    from walloc_cdl.bottleneck import companding_scale
+    assert float(y.abs().amax()) == pytest.approx(2.5 * companding_scale(8), rel=1e-4)
+    assert psnr(linear_reconstruction(codec, pca, loud), loud) > sat_psnr + 3
+    # a headroom above every peak changes nothing
+    w = codec.encoder[0].weight.clone()
+    assert cap_gains(codec, [x], headroom=1e6) == 0 and torch.equal(codec.encoder[0].weight, w)
 
 
 def test_lr_schedule_warms_up_then_decays():

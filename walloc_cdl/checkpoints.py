@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickletools
 import zipfile
 from pathlib import Path
@@ -214,6 +215,10 @@ def save_codec(codec: Codec1D | Codec2D, path: str | Path, metadata: dict[str, A
     path = path.with_suffix(".safetensors")
     meta = {"format": "walloc-cdl", "config": json.dumps(cfg)}
     save_file(state, str(path), metadata=meta)
+    # safetensors >= 0.7 creates the file 0600; a codec is made to be shared, so honour the umask instead
+    mask = os.umask(0)
+    os.umask(mask)
+    path.chmod(0o666 & ~mask)
     card = {"config": cfg, **(metadata or {})}
     path.with_suffix(".json").write_text(json.dumps(card, indent=2))
     return path

@@ -280,11 +280,23 @@ SONIC_PI_HELD_OUT = ("ambi_choir", "ambi_piano", "ambi_lunar_land", "bass_woodsy
 HYDROGEN_HELD_OUT_KITS = ("Audiophob", "GMkit")
 
 
-def real_recordings() -> list[Path]:
-    """Held-out real recordings that are installed: the sonic-pi stems above and the first hits of two kits."""
-    out = [SONIC_PI_DIR / f"{n}.flac" for n in SONIC_PI_HELD_OUT if (SONIC_PI_DIR / f"{n}.flac").exists()]
-    for kit in HYDROGEN_HELD_OUT_KITS:
-        out += sorted(p for p in (HYDROGEN_DIR / kit).glob("*") if p.suffix.lower() in (".wav", ".flac"))[:6]
+def real_recordings(split: str = "test", hits_per_kit: int = 24) -> list[Path]:
+    """Real recordings that are installed, split so that no shipped codec trained on the ``"test"`` ones.
+
+    ``"test"``: the sonic-pi stems above and the first six hits of the held-out kits.  ``"train"``: every
+    other sonic-pi stem and the first ``hits_per_kit`` hits of every other kit (so no kit dominates).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    held = split == "test"
+    stems = sorted(SONIC_PI_DIR.glob("*.flac")) if SONIC_PI_DIR.exists() else []
+    out = [p for p in stems if (p.stem in SONIC_PI_HELD_OUT) == held]
+    kits = sorted(d for d in HYDROGEN_DIR.iterdir() if d.is_dir()) if HYDROGEN_DIR.exists() else []
+    for kit in kits:
+        if (kit.name in HYDROGEN_HELD_OUT_KITS) != held:
+            continue
+        hits = sorted(p for p in kit.glob("*") if p.suffix.lower() in (".wav", ".flac"))
+        out += hits[:6 if held else hits_per_kit]
     return out
 
 

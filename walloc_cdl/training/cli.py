@@ -25,7 +25,7 @@ import torch
 from ..checkpoints import save_codec
 from ..codec import build_codec
 from .batches import CropSampler, SegmentSampler, load_items
-from .pca import init_linear_decoder, init_linear_encoder, init_post_filter, linear_reconstruction, wavelet_pca
+from .pca import cap_gains, init_linear_decoder, init_linear_encoder, init_post_filter, linear_reconstruction, wavelet_pca
 from .presets import PRESETS, preset
 from .trainer import TrainConfig, psnr, train
 
@@ -63,6 +63,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     o.add_argument("--tf-weight", type=float, default=0.0, help="weight of the transform-domain MSE")
     o.add_argument("--rho", type=float, help="closed-form quantisation: step²/12 = rho x smallest kept variance")
     o.add_argument("--step", type=float, help="closed-form quantisation step in transform units (overrides rho)")
+    o.add_argument("--headroom", type=float,
+                   help="closed form: scale down latent channels whose peaks exceed this many companding scales "
+                        "(default 2.5 for audio, whose peaks saturate the companding; 0 = off)")
     o.add_argument("--pca-batches", type=int, default=8, help="batches for the closed-form PCA")
     o.add_argument("--free-encoder-gain", action="store_true",
                    help="let the encoder's gain drift (the rate then grows); default pins it")
@@ -103,6 +106,7 @@ def _resolve(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     extra = {"kind": kind, "crop": args.crop or base.get("crop", 256), "segment": args.segment or base.get("segment", 2 ** 15),
              "min_scale": args.min_scale if args.min_scale is not None else base.get("min_scale", 1.0),
              "rho": args.rho if args.rho is not None else base.get("rho", 0.1),
+             "headroom": args.headroom if args.headroom is not None else base.get("headroom", 2.5 if kind == "audio" else 0.0),
              "batch_size": args.batch_size or base.get("batch_size", 32)}
     return cfg, extra
 
@@ -136,14 +140,18 @@ def run(args: argparse.Namespace) -> int:
         pca = wavelet_pca(codec, (sampler.sample(extra["batch_size"]) for _ in range(args.pca_batches)))
         step = args.step or pca.step_for(extra["rho"])
         gain = init_linear_encoder(codec, pca, step)
+        capped = cap_gains(codec, (sampler.sample(extra["batch_size"]) for _ in range(4 * args.pca_batches)),
+                           extra["headroom"]) if extra["headroom"] > 0 else 0
         if kind == "audio":
             init_post_filter(codec)
             init_linear_decoder(codec, pca)  # the Oobleck decoder can start as the linear decoder exactly
         kept = float(pca.variances[: cfg["latent_dim"]].sum() / pca.variances.sum())
-        closed = {"rho": None if args.step else extra["rho"], "step": step, "gain": gain, "positions": pca.n_samples,
+        closed = {"rho": None if args.step else extra["rho"], "step": step, "gain": gain, "headroom": extra["headroom"] or None,
+                  "capped_channels": capped, "positions": pca.n_samples,
                   "variance_kept": kept, "val_psnr_linear": psnr(linear_reconstruction(codec, pca, val), val)}
         print(f"closed form: PCA keeps {100 * kept:.2f}% of the variance; linear codec val PSNR "
-              f"{closed['val_psnr_linear']:.2f} dB (step {step:.4g}, gain {gain:.3g})")
+              f"{closed['val_psnr_linear']:.2f} dB (step {step:.4g}, gain {gain:.3g}, {capped} channels capped "
+              f"to the companding headroom)")
     tc = TrainConfig(steps=args.steps, batch_size=extra["batch_size"], lr=args.lr, warmup=args.warmup,
                      weight_decay=args.weight_decay, tf_weight=args.tf_weight, time_budget=args.time_budget,
                      decoder_only_steps=(args.decoder_only_steps if args.decoder_only_steps is not None

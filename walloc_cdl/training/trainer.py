@@ -248,6 +248,7 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
                 if step % cfg.val_every == 0 and val is not None:
                     rec["val_psnr"] = last_val
                 logf.write(json.dumps(rec) + "\n")
+                logf.flush()  # so `tail -f log.jsonl` follows a long run
     finally:
         bar.close()
         logf.close()
