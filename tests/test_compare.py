@@ -28,6 +28,8 @@ def test_variants_and_dims():
     d = prepare(vs[2], b.x_train, "image", None, torch.device("cpu"))
     assert z.shape == (96, 1, 8, 8) and z.dtype == torch.int8
     assert d.shape == (96, 1, 8, 8) and d.dtype == torch.uint8
+    f = prepare(vs[3], b.x_train, "image", None, torch.device("cpu"))
+    assert f.data_ptr() == b.x_train.data_ptr()  # full resolution shares the input, no second copy
 
 
 def test_decoded_variant_is_the_codec_round_trip_at_full_resolution():

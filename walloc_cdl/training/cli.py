@@ -61,7 +61,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     o.add_argument("--decoder-only-steps", type=int, default=None,
                    help="first steps train only the decoder, encoder kept at its closed form (default 10%%)")
     o.add_argument("--tf-weight", type=float, default=0.0, help="weight of the transform-domain MSE")
-    o.add_argument("--rho", type=float, help="closed-form quantisation: step²/12 = rho x smallest kept variance")
+    o.add_argument("--rho", type=float, help="closed-form quantisation: noise on the kept latents = rho x the "
+                   "truncation error (smaller = finer step, more bits)")
     o.add_argument("--step", type=float, help="closed-form quantisation step in transform units (overrides rho)")
     o.add_argument("--headroom", type=float,
                    help="closed form: scale down latent channels whose peaks exceed this many companding scales "
