@@ -94,6 +94,12 @@ def _encoder_conv(codec: Codec1D | Codec2D) -> torch.nn.Module:
     return conv
 
 
+def _unpad(codec: Codec1D | Codec2D, conv: torch.nn.Module, y: torch.Tensor) -> torch.Tensor:
+    """Drop the steps walloc's 1D 1×1 conv adds with ``padding=1`` (they see only the bias)."""
+    p = conv.padding[0] if isinstance(codec, Codec1D) else 0
+    return y[..., p: y.shape[-1] - p] if p else y
+
+
 def encoder_gain(codec: Codec1D | Codec2D, step: float) -> float:
     """Gain g in front of the orthonormal projection that gives quantisation step ``step``."""
     return 1.0 / (step * companding_slope(codec.latent_bits))
@@ -125,9 +131,7 @@ def cap_gains(codec: Codec1D | Codec2D, batches: Iterable[torch.Tensor], headroo
     conv = _encoder_conv(codec)
     peak = torch.zeros(conv.weight.shape[0])
     for x in batches:
-        y = conv(codec.wavelet_analysis(x.float(), J=codec.J))
-        if isinstance(codec, Codec1D) and conv.padding[0]:
-            y = y[..., conv.padding[0]: y.shape[-1] - conv.padding[0]]
+        y = _unpad(codec, conv, conv(codec.wavelet_analysis(x.float(), J=codec.J)))
         peak = torch.maximum(peak, y.transpose(0, 1).reshape(y.shape[1], -1).abs().amax(1).cpu())
     limit = headroom * companding_scale(codec.latent_bits)
     factor = torch.where(peak > limit, limit / peak.clamp_min(1e-12), torch.ones_like(peak)).to(conv.weight)
@@ -156,9 +160,7 @@ def linear_reconstruction(codec: Codec1D | Codec2D, pca: WaveletPCA, x: torch.Te
     """
     X = codec.wavelet_analysis(x, J=codec.J)
     conv = _encoder_conv(codec)
-    z = torch.round(codec.encoder[1](conv(X)))
-    if isinstance(codec, Codec1D) and conv.padding[0]:
-        z = z[..., conv.padding[0]: z.shape[-1] - conv.padding[0]]
+    z = _unpad(codec, conv, torch.round(codec.encoder[1](conv(X))))
     v = codec.decoder[0](z)  # ToNormal
     w = conv.weight.reshape(conv.weight.shape[0], -1)
     # least squares: Y = mean + W⁺ (v - b - W mean); the dropped components stay at their mean
