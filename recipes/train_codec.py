@@ -12,9 +12,11 @@ Three steps; the middle one is where a GPU helps, the others run anywhere::
 
 Each preset is one ``walloc-cdl train-codec`` call (see ``walloc-cdl train-codec --help``), so the same
 flags train a codec on your own folder.  Training data: the 35 training photos (long side <= 1024 px,
-JPEG q95 copies), Fashion-MNIST training images (gray codecs only) and FluidR3 phrases of the training
-programs (FLAC).  Held-out data (never exported here): ``corpora.HELD_OUT_PHOTOS``,
-Fashion-MNIST t10k, FluidR3 phrases of ``corpora.HELD_OUT_PROGRAMS``, TimGM6mb phrases, real recordings.
+JPEG q95 copies), Fashion-MNIST training images (gray codecs only), FluidR3 phrases of the training
+programs and the training split of the real recordings (``corpora.real_recordings("train")``; stereo
+codecs draw half of each batch from each; FLAC).  Held-out data (never exported here):
+``corpora.HELD_OUT_PHOTOS``, Fashion-MNIST t10k, FluidR3 phrases of ``corpora.HELD_OUT_PROGRAMS``,
+TimGM6mb phrases, the held-out real recordings (``corpora.real_recordings("test")``).
 """
 from __future__ import annotations
 

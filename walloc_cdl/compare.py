@@ -556,7 +556,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=128, help="--data images: resize + centre-crop side (multiple of 2^J)")
     p.add_argument("--clip", type=int, default=32768, help="--data audio: samples per clip (multiple of 2^J)")
     p.add_argument("--channels", type=int, help="--data: convert to this many channels (default: the codec's)")
-    p.add_argument("--n-train", type=int, help="built-in benchmark: training samples")
+    p.add_argument("--n-train", type=int, help="built-in benchmark: training samples (default: the benchmark's)")
     p.add_argument("--n-test", type=int, help="built-in benchmark: test samples (per test split)")
     p.add_argument("--model", help="timm model (images) or audio arch (resnet1d, convnet1d, resnet1d_small); "
                                    f"default {DEFAULT['model']} / resnet1d")
@@ -569,12 +569,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-full", action="store_true", help="skip the full-resolution variant")
     p.add_argument("--decoded", action="store_true", help="add decoded-R: latents decoded back to full resolution, "
                                                           "full model (what the codec keeps vs what the model uses)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per variant and seed; the table gives mean ± std")
     p.add_argument("--epochs", type=int, help=f"epochs per run (default {DEFAULT['epochs']})")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--batch-size", type=int, default=128, help="samples per optimizer step (all variants)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warmup + cosine, all variants)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     p.add_argument("--out", default="runs/compare", help="folder for results.json, table.md and plot.png")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -633,7 +633,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="walloc-cdl compare", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from .cli import HelpFormatter
+    p = argparse.ArgumentParser(prog="walloc-cdl compare", formatter_class=HelpFormatter)
     configure_parser(p)
     return run(p.parse_args(argv))
 

@@ -57,12 +57,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     o.add_argument("--batch-size", type=int, help="crops per step (default 32, or the preset's)")
     o.add_argument("--lr", type=float, default=5e-4, help="peak AdamW learning rate")
     o.add_argument("--warmup", type=int, default=200, help="linear warmup steps")
-    o.add_argument("--weight-decay", type=float, default=1e-2)
+    o.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
     o.add_argument("--decoder-only-steps", type=int, default=None,
                    help="first steps train only the decoder, encoder kept at its closed form (default 10%%)")
     o.add_argument("--tf-weight", type=float, default=0.0, help="weight of the transform-domain MSE")
     o.add_argument("--rho", type=float, help="closed-form quantisation: noise on the kept latents = rho x the "
-                   "truncation error (smaller = finer step, more bits)")
+                   "truncation error (smaller = finer step, more bits; default: the preset's, else 0.1)")
     o.add_argument("--step", type=float, help="closed-form quantisation step in transform units (overrides rho)")
     o.add_argument("--headroom", type=float,
                    help="closed form: scale down latent channels whose peaks exceed this many companding scales "
@@ -78,10 +78,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     r.add_argument("--name", help="codec name (default: the preset, else 'codec')")
     r.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     r.add_argument("--resume", action="store_true", help="continue from OUT/ckpt/last.*")
-    r.add_argument("--val-every", type=int, default=500)
-    r.add_argument("--checkpoint-every", type=int, default=2000)
+    r.add_argument("--val-every", type=int, default=500, help="steps between validation PSNR and previews")
+    r.add_argument("--checkpoint-every", type=int, default=2000, help="steps between checkpoints (for --resume)")
     r.add_argument("--half", action="store_true", help="store the decoder in fp16 (as shipped codecs are)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0, help="seed of crops, noise and initialisation")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
