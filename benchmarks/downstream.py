@@ -3,7 +3,8 @@
 For each built-in benchmark, trains the same model family on every variant of
 :func:`walloc_cdl.compare.run_comparison` (images: 4× and 16×, audio: 5× and 20×) over several seeds,
 and prints one JSON document with the tables.  ``--stems`` adds the adapter-stem measurement: the
-same latent variant with ``stem="keep"`` and ``stem="enter"`` (accuracy and training throughput).
+same latent variant with each of ``walloc_cdl.models.STEMS`` (accuracy and training throughput);
+``--stem`` picks the one the main table uses.
 
 Codecs: the shipped ones (``walloc_cdl.list_codecs()``).  Where one is missing, ``--codecs auto`` falls
 back to the closed-form start of the same preset (PCA/KLT of the wavelet packets, fitted on the
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from walloc_cdl.benchdata import load_benchmark  # noqa: E402
 from walloc_cdl.compare import CompareConfig, format_table, run_comparison  # noqa: E402
+from walloc_cdl.models.stems import STEMS  # noqa: E402
 
 # benchmark -> (load kwargs, model, reductions, epochs, batch size, lr) per suite
 SUITES = {
@@ -104,7 +106,9 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--codecs", choices=["auto", "shipped", "pca"], default="auto")
-    ap.add_argument("--stems", action="store_true", help="also measure stem=keep vs stem=enter on the latents")
+    ap.add_argument("--stem", choices=list(STEMS), default="keep", help="adapter stem of the latent variants")
+    ap.add_argument("--stems", action="store_true",
+                    help="also measure every adapter stem (keep, enter, shuffle) on latent-16x, first seed")
     ap.add_argument("--assets", help="folder from --export-assets (machines without the Debian data packages)")
     ap.add_argument("--export-assets", metavar="DIR", help="write fonts, photos and a Fashion-MNIST subset, then exit")
     ap.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every suite's epochs")
@@ -112,6 +116,7 @@ def main() -> int:
     ap.add_argument("--reductions", type=float, nargs="*",
                     help="subset of the suite's reductions (none given: full resolution only)")
     ap.add_argument("--no-full", action="store_true", help="skip the full-resolution variant")
+    ap.add_argument("--no-down", action="store_true", help="skip the downsampled variants")
     ap.add_argument("--lr", type=float, help="override every benchmark's learning rate (a sensitivity check)")
     ap.add_argument("--n-train", type=int,
                     help="override the training-set size (distinct samples; a longer budget at 1 epoch)")
@@ -156,7 +161,8 @@ def main() -> int:
             reductions = args.reductions
         cfg = CompareConfig(epochs=max(1, round(epochs * args.epochs_scale)), batch_size=bs, lr=args.lr or lr)
         res = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
-                             include_full=not args.no_full, progress=args.verbose, include_decoded=args.decoded)
+                             stem=args.stem, include_full=not args.no_full, progress=args.verbose,
+                             include_decoded=args.decoded, include_down=not args.no_down)
         res["codec_sources"] = sources
         res["wall_s"] = time.perf_counter() - t0
         res.pop("runs")
@@ -164,10 +170,10 @@ def main() -> int:
         print(f"\n## {name} ({model})\n{format_table(res)}", file=sys.stderr)
         if args.stems and bench.modality == "image":
             stems = {}
-            for stem in ("keep", "enter"):
+            for stem in STEMS:
                 r16 = {16.0: codecs[16.0]}
                 s = run_comparison(bench, model, [16.0], args.seeds[:1], cfg, device, r16, stem=stem,
-                                   include_full=False, progress=False)
+                                   include_full=False, include_down=False, progress=False)
                 row = next(x for x in s["summary"] if x["kind"] == "latent")
                 stems[stem] = {k: row[k] for k in ("acc_mean", "samples_per_s", "peak_mem_mb", "params")}
             report["results"][name]["stems"] = stems

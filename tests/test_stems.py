@@ -24,11 +24,11 @@ def _features(model, x):
 
 
 @pytest.mark.parametrize("name,kw", FAMILIES)
-@pytest.mark.parametrize("J", [2, 3])
-def test_latent_model_matches_pixel_model(name, kw, J):
+@pytest.mark.parametrize("J,stem", [(2, "keep"), (3, "keep"), (3, "shuffle")])
+def test_latent_model_matches_pixel_model(name, kw, J, stem):
     spec = {"latent_dim": 12, "J": J}
     pix = create_strided_model(name, 3, 1, 7, **kw).eval()
-    lat = create_latent_model(name, spec, 7, **kw).eval()
+    lat = create_latent_model(name, spec, 7, stem=stem, **kw).eval()
     x = torch.randn(2, 3, PIX, PIX)
     z = torch.randn(2, 12, PIX >> J, PIX >> J)
     with torch.no_grad():
@@ -46,13 +46,30 @@ def test_latent_model_matches_pixel_model(name, kw, J):
 def test_features_only_reductions_are_honest(name, kw):
     J = 3
     z = torch.randn(1, 12, PIX >> J, PIX >> J)
-    for stem in ("keep", "enter"):
+    for stem in ("keep", "enter", "shuffle"):
         feats = create_latent_model(name, {"latent_dim": 12, "J": J}, 0, stem=stem, features_only=True, **kw).eval()
         with torch.no_grad():
             outs = feats(z)
         assert len(outs) == len(feats.feature_info.reduction())
         for o, r in zip(outs, feats.feature_info.reduction()):
             assert o.shape[-1] == (PIX >> J) // r, (stem, o.shape, r)
+
+
+@pytest.mark.parametrize("name", ["resnet10t", "resnet18", "convnext_atto", "efficientnet_b0"])
+def test_shuffle_stem_gives_the_pixel_models_grid(name):
+    """shuffle: the stem's output has the pixel stem's grid and width; every stage is the pixel model's."""
+    pix = create_strided_model(name, 3, 1, 5).eval()
+    lat = create_latent_model(name, {"latent_dim": 12, "J": 3}, 5, stem="shuffle").eval()
+    shuffles = [m for m in lat.modules() if isinstance(m, nn.PixelShuffle)]
+    assert len(shuffles) == 1 and shuffles[0].upscale_factor == 8 // (4 if "efficientnet" not in name else 2)
+    with torch.no_grad():
+        fp = pix.forward_intermediates(torch.randn(1, 3, PIX, PIX), intermediates_only=True)
+        fl = lat.forward_intermediates(torch.randn(1, 12, PIX // 8, PIX // 8), intermediates_only=True)
+    assert len(fl) == len(fp)
+    assert [f.shape for f in fl[-4:]] == [f.shape for f in fp[-4:]]  # the last four stages' outputs
+    # the stages' parameters are the pixel model's, one for one (only the stem's first conv differs)
+    stage_shapes = lambda m: [(k, v.shape) for k, v in m.state_dict().items() if k.startswith(("layer", "stages", "blocks"))]
+    assert stage_shapes(lat) == stage_shapes(pix)
 
 
 def test_vit_patch_embed_is_patch_over_stride():

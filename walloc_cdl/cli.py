@@ -22,11 +22,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" only where it says something: not for options whose default is None
-    (resolved later, e.g. from a preset) nor where the help already states the default."""
+    (resolved later, e.g. from a preset), not for on/off flags (off unless given), nor where the help
+    already states the default."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default is None or "default" in text.lower():
+        flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        if action.default is None or flag or "default" in text.lower():
             return text
         return super()._get_help_string(action)
 

@@ -68,7 +68,7 @@ class Variant:
 
 
 def make_variants(reductions: list[float], codecs: dict[float, Any], include_full: bool = True,
-                  include_decoded: bool = False) -> list[Variant]:
+                  include_decoded: bool = False, include_down: bool = True) -> list[Variant]:
     """latent-r and down-r for each r (a latent variant only where a codec is known), then full.
 
     ``include_decoded`` adds decoded-r: the latents decoded back to full resolution and fed to the full
@@ -82,7 +82,8 @@ def make_variants(reductions: list[float], codecs: dict[float, Any], include_ful
             out.append(Variant(f"latent-{name}", "latent", r, codecs[r]))
             if include_decoded:
                 out.append(Variant(f"decoded-{name}", "decoded", r, codecs[r]))
-        out.append(Variant(f"down-{name}", "down", r))
+        if include_down:
+            out.append(Variant(f"down-{name}", "down", r))
     if include_full:
         out.append(Variant("full", "full", 1))
     return out
@@ -302,14 +303,15 @@ def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], seeds: list[int],
                    cfg: CompareConfig, device: torch.device, codecs: dict[float, Any] | None = None,
                    stem: str = "keep", include_full: bool = True, progress: bool = True,
-                   pretrained: bool = False, include_decoded: bool = False) -> dict[str, Any]:
+                   pretrained: bool = False, include_decoded: bool = False,
+                   include_down: bool = True) -> dict[str, Any]:
     """Every variant × seed on ``bench``; returns per-run records and per-variant summaries."""
     from .checkpoints import load_codec
 
     rank, world, _ = dist_env()
     codecs = {**bench.codecs, **(codecs or {})}
     variants = make_variants(reductions, {r: c for r, c in codecs.items() if c is not None}, include_full,
-                             include_decoded)
+                             include_decoded, include_down)
     full_dims = math.prod(bench.x_train.shape[1:])
     img_size = int(bench.x_train.shape[-1]) if bench.modality == "image" else None
     runs, summary = [], []
@@ -560,7 +562,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=int, help="built-in benchmark: test samples (per test split)")
     p.add_argument("--model", help="timm model (images) or audio arch (resnet1d, convnet1d, resnet1d_small); "
                                    f"default {DEFAULT['model']} / resnet1d")
-    p.add_argument("--stem", choices=["keep", "enter"], default="keep", help="where latents enter the network")
+    from .models.stems import STEMS
+
+    p.add_argument("--stem", choices=list(STEMS), default="keep",
+                   help="how latents enter the network: keep every stage (default), enter at the stage of stride "
+                        "2^J (cheaper), or shuffle up to the pixel stem's grid (costlier; for fine detail)")
     p.add_argument("--pretrained", action="store_true", help="start from timm's pretrained weights (needs the hub)")
     p.add_argument("--reductions", type=float, nargs="+", help="dimensionality reductions r (default: the benchmark's "
                                                              "shipped codecs, images 4 16, audio 5 20; --data: the --codec ones)")

@@ -5,7 +5,7 @@ spatial reduction has already been done.  :func:`create_latent_model` therefore 
 user names and grafts an *adapter stem* onto it where the pixel model's features reach stride 2^J, so the
 latent model and the pixel model are the same network from that point on and their costs are comparable.
 
-Two ways to graft (``stem=``), both measured in ``benchmarks/downstream.py --stems`` (see RESULTS.md):
+Three ways to graft (``stem=``), all measured in ``benchmarks/downstream.py --stems`` (see RESULTS.md):
 
 * ``"keep"`` (default): keep every stage.  The pixel stem becomes a 3×3 conv from ``latent_dim`` channels
   with stride max(1, s_stem / 2^J); if 2^J exceeds the stem's stride the first stride-2 stages are made
@@ -15,6 +15,12 @@ Two ways to graft (``stem=``), both measured in ``benchmarks/downstream.py --ste
 * ``"enter"``: enter the network at the stage whose input has stride 2^J: the stem and all stages whose
   output stride is <= 2^J are dropped, and a conv + norm adapter maps the latent to that stage's width.
   Cheaper, but it throws away depth (for J=3 a ResNet keeps only layer3 and layer4).
+* ``"shuffle"``: when 2^J exceeds the stem's stride s_stem, the stem's first conv becomes a 3×3 conv to
+  f² times its width followed by a pixel shuffle by f = 2^J / s_stem (a learned partial synthesis), and
+  the stem's other strides become 1.  The stem's output then has the pixel model's grid and width, so
+  every stage runs exactly as in the pixel model (and as for pixels downsampled to stride s_stem).  It
+  costs about what the pixel model costs after its stem; it buys spatial positions for the early stages,
+  which detail-sensitive tasks need.  Where 2^J <= s_stem it is ``"keep"``.
 
 ViT/DeiT use a patch embedding of ``patch_size / 2^J`` on the H/2^J grid: same token grid, same
 transformer.  ``img_size`` in ``timm_kwargs`` always means the *pixel* size, so pixel and latent models
@@ -38,7 +44,7 @@ import torch
 import torch.nn as nn
 from timm.layers import Conv2dSame
 
-STEMS = ("keep", "enter")
+STEMS = ("keep", "enter", "shuffle")
 
 
 @dataclass(frozen=True)
@@ -160,15 +166,17 @@ def _first_conv(module: nn.Module) -> tuple[nn.Module, str, nn.Conv2d]:
     raise ValueError(f"stem {type(module).__name__} has no conv")
 
 
-def _replace_stem_conv(model: nn.Module, stem: list[str], in_chans: int, stride: int) -> None:
-    """First conv of the stem -> 3×3 conv from ``in_chans`` with ``stride``; the stem's other strides -> 1."""
+def _replace_stem_conv(model: nn.Module, stem: list[str], in_chans: int, stride: int, upsample: int = 1) -> None:
+    """First conv of the stem -> 3×3 conv from ``in_chans`` with ``stride``; the stem's other strides -> 1.
+
+    ``upsample`` > 1: the conv makes ``upsample``² times the width and a pixel shuffle follows it."""
     first = getattr(model, stem[0])
     if isinstance(first, nn.Conv2d):
         parent, attr, conv = model, stem[0], first
     else:
         parent, attr, conv = _first_conv(first)
-    new = nn.Conv2d(in_chans, conv.out_channels, 3, stride=1, padding=1, bias=conv.bias is not None)
-    setattr(parent, attr, new)
+    new = nn.Conv2d(in_chans, conv.out_channels * upsample ** 2, 3, stride=1, padding=1, bias=conv.bias is not None)
+    setattr(parent, attr, nn.Sequential(new, nn.PixelShuffle(upsample)) if upsample > 1 else new)
     for name in stem:
         m = getattr(model, name)
         if m is not new:
@@ -226,10 +234,20 @@ def create_strided_model(model_name: str, in_chans: int, input_stride: int, num_
     a = _anatomy(model)
     s_stem = math.prod(_stride(getattr(model, n)) for n in a.stem)
     strides = [_stride(s) for s in a.stages]
-    mode = stem if input_stride > s_stem else "keep"  # nothing to drop when the stem alone strides more
+    mode = stem if input_stride > s_stem else "keep"  # nothing to drop or shuffle when the stem strides more
 
     reductions: dict[str, int] = {}
-    if mode == "keep":
+    dropped: list[str] = []
+    if mode == "shuffle":
+        f = input_stride // s_stem
+        _replace_stem_conv(model, a.stem, in_chans, 1, upsample=f)
+        # relative to the latent input the stem's output is f times finer: only whole reductions are listed
+        r = s_stem
+        for name, stage in zip(a.stage_names, a.stages):
+            r *= _stride(stage)
+            if r >= input_stride:
+                reductions[name] = r // input_stride
+    elif mode == "keep":
         _replace_stem_conv(model, a.stem, in_chans, max(1, s_stem // input_stride))
         remaining = max(1, input_stride // s_stem)
         for stage, s in zip(a.stages, strides):
@@ -247,7 +265,6 @@ def create_strided_model(model_name: str, in_chans: int, input_stride: int, num_
         for name, stage in zip(a.stage_names, a.stages):
             r *= _stride(stage)
             reductions[name] = r
-        dropped: list[str] = []
     else:
         cum, n_drop = s_stem, 0
         for s in strides:
@@ -331,7 +348,7 @@ def create_latent_model(model_name: str, codec_or_spec: Any, num_classes: int, p
 
     ``codec_or_spec``: a Codec2D, a shipped codec name (``"rgb-16x"``), a path, a config dict with
     ``latent_dim`` and ``J``, or a :class:`LatentSpec`.  ``timm_kwargs`` go to ``timm.create_model``
-    (``img_size`` is the pixel size); ``stem="keep"|"enter"`` picks the graft (module docstring).
+    (``img_size`` is the pixel size); ``stem="keep"|"enter"|"shuffle"`` picks the graft (module docstring).
     """
     spec = latent_spec(codec_or_spec)
     if spec.ndim != 2:
