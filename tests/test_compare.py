@@ -22,6 +22,9 @@ def _image_bench(n=96, size=32, classes=4):
 def test_variants_and_dims():
     vs = make_variants([4, 16], {16: "gray-16x"})
     assert [v.name for v in vs] == ["down-4x", "latent-16x", "down-16x", "full"]
+    # a latent-only run (benchmarks/downstream.py --no-down --no-full): reductions without a codec vanish
+    assert [v.name for v in make_variants([4, 16], {16: "gray-16x"}, include_full=False, include_down=False)] \
+        == ["latent-16x"]
     codec = Codec2D(channels=1, J=2, Ne=None, Nd=32, latent_dim=1, latent_bits=8, lightweight_encode=True)
     b = _image_bench()
     z = prepare(vs[1], b.x_train, "image", codec, torch.device("cpu"))
