@@ -20,8 +20,8 @@ Three ways to graft (``stem=``), all measured in ``benchmarks/downstream.py --st
   the stem's other strides become 1.  The stem's output then has the pixel model's grid and width, so
   every stage runs exactly as in the pixel model (and as for pixels downsampled to stride s_stem).  It
   costs about what the pixel model costs after its stem; it buys spatial positions for the early stages,
-  which detail-sensitive tasks need (words benchmark, CPU, 180 000 samples: 55.0 % against 50.0 % for
-  ``"keep"`` at 0.65× its throughput).  Where 2^J <= s_stem it is ``"keep"``.
+  which detail-sensitive tasks need (words benchmark, CPU, 180 000 samples, 3 seeds: 54.7 % against
+  48.5 % for ``"keep"`` at 0.65× its throughput).  Where 2^J <= s_stem it is ``"keep"``.
 
 ViT/DeiT use a patch embedding of ``patch_size / 2^J`` on the H/2^J grid: same token grid, same
 transformer.  ``img_size`` in ``timm_kwargs`` always means the *pixel* size, so pixel and latent models
