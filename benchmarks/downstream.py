@@ -108,7 +108,7 @@ def main() -> int:
     ap.add_argument("--codecs", choices=["auto", "shipped", "pca"], default="auto")
     ap.add_argument("--stem", choices=list(STEMS), default="keep", help="adapter stem of the latent variants")
     ap.add_argument("--stems", action="store_true",
-                    help="also measure every adapter stem (keep, enter, shuffle) on latent-16x, first seed")
+                    help=f"also measure every adapter stem ({', '.join(STEMS)}) on latent-16x, first seed")
     ap.add_argument("--assets", help="folder from --export-assets (machines without the Debian data packages)")
     ap.add_argument("--export-assets", metavar="DIR", help="write fonts, photos and a Fashion-MNIST subset, then exit")
     ap.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every suite's epochs")
@@ -124,6 +124,8 @@ def main() -> int:
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--verbose", action="store_true", help="print each run's accuracy as it finishes")
     args = ap.parse_args()
+    if args.stems and args.no_latent:  # fail now, not after hours of training
+        ap.error("--stems measures the latent variant; it cannot be combined with --no-latent")
 
     if args.export_assets:
         from walloc_cdl.benchdata import words
