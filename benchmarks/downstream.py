@@ -113,6 +113,9 @@ def main() -> int:
     ap.add_argument("--export-assets", metavar="DIR", help="write fonts, photos and a Fashion-MNIST subset, then exit")
     ap.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every suite's epochs")
     ap.add_argument("--decoded", action="store_true", help="add decoded-R variants (latents decoded, full model)")
+    ap.add_argument("--roundtrip", action="store_true",
+                    help="also score the trained full model on the test sets decoded by each codec and resized "
+                         "down and back (no extra training: what each path keeps of what full resolution reads)")
     ap.add_argument("--reductions", type=float, nargs="*",
                     help="subset of the suite's reductions (none given: full resolution only)")
     ap.add_argument("--no-full", action="store_true", help="skip the full-resolution variant")
@@ -126,6 +129,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.stems and args.no_latent:  # fail now, not after hours of training
         ap.error("--stems measures the latent variant; it cannot be combined with --no-latent")
+    if args.roundtrip and args.no_full:
+        ap.error("--roundtrip scores the full-resolution model; it cannot be combined with --no-full")
 
     if args.export_assets:
         from walloc_cdl.benchdata import words
@@ -162,12 +167,13 @@ def main() -> int:
         codecs, sources = resolve_codecs(bench, args.codecs, device)
         if args.reductions is not None:
             reductions = args.reductions
+        roundtrip = {float(r): codecs.get(float(r)) for r in reductions} if args.roundtrip else None
         if args.no_latent:  # a None codec means "no latent variant at this ratio" to run_comparison
             codecs = {r: None for r in codecs}
         cfg = CompareConfig(epochs=max(1, round(epochs * args.epochs_scale)), batch_size=bs, lr=args.lr or lr)
         res = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
                              stem=args.stem, include_full=not args.no_full, progress=args.verbose,
-                             include_decoded=args.decoded, include_down=not args.no_down)
+                             include_decoded=args.decoded, include_down=not args.no_down, roundtrip=roundtrip)
         res["codec_sources"] = sources
         res["wall_s"] = time.perf_counter() - t0
         res.pop("runs")

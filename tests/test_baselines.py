@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from walloc_cdl.baselines import Downsample, downsample_images, downsampled_size, resample_audio
+from walloc_cdl.baselines import (Downsample, downsample_images, downsampled_size, resample_audio, upsample_audio,
+                                  upsample_images)
 
 
 def test_image_sizes_and_dtypes():
@@ -47,3 +48,26 @@ def test_audio_resampling_keeps_passband_and_removes_aliases():
     assert Downsample(5, ndim=1)(_tone(100)).shape[-1] == 44100 * 2 // 5
     with pytest.raises(ValueError):
         resample_audio(_tone(100), 2.5)
+
+
+def test_audio_down_and_up_keeps_the_passband_aligned_and_drops_the_rest():
+    r, n = 20, 44100
+    x = _tone(300, n) + _tone(5000, n)  # one tone below the decimated Nyquist (1102.5 Hz), one above
+    back = upsample_audio(resample_audio(x, r), r, n)
+    assert back.shape == x.shape
+    mid = slice(2000, -2000)
+    # the 300 Hz tone comes back in place (same phase), the 5 kHz one is gone
+    assert (back[..., mid] - _tone(300, n)[..., mid]).abs().max() < 0.02
+    assert upsample_audio(x[..., :100], 1, 90).shape[-1] == 90
+    with pytest.raises(ValueError):
+        upsample_audio(x[0], r, n)
+
+
+def test_image_down_and_up_is_the_bicubic_baseline_at_full_size():
+    u = (torch.rand(2, 3, 32, 32) * 255).to(torch.uint8)
+    back = upsample_images(downsample_images(u, 16), (32, 32))
+    assert back.shape == u.shape and back.dtype == torch.uint8
+    smooth = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(1, 1, 32, 32).contiguous()
+    rt = upsample_images(downsample_images(smooth, 4), (32, 32))
+    assert (rt - smooth)[..., 4:-4, 4:-4].abs().max() < 0.02  # a ramp survives; fine detail would not
+    assert not torch.equal(back, u)

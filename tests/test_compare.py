@@ -63,6 +63,24 @@ def test_run_comparison_learns_and_reports(tmp_path):
     assert "latent-16x" in table and "samples/s" in table and "16.0×" in table
 
 
+def test_roundtrip_scores_the_full_model_on_decoded_and_resized_test_inputs():
+    torch.manual_seed(0)
+    codec = Codec2D(channels=1, J=2, Ne=None, Nd=32, latent_dim=1, latent_bits=8, lightweight_encode=True)
+    res = run_comparison(_image_bench(), "resnet10t", [16.0], [0], CompareConfig(epochs=6, batch_size=16, lr=3e-3),
+                         torch.device("cpu"), codecs={16.0: None}, include_down=False, progress=False,
+                         roundtrip={16.0: codec})
+    (full,) = res["summary"]
+    assert full["kind"] == "full" and set(full["acc_mean"]) == {"test"}  # the shared columns stay as they were
+    assert set(full["acc_extra_mean"]) == {"test@decoded-16x", "test@down-up-16x"}
+    assert all(0 <= a <= 100 for a in full["acc_extra_mean"].values())
+    assert "round-tripped test inputs" in format_table(res) and "test@down-up-16x" in format_table(res)
+    # a round trip that keeps the input (r = 1 resize) scores exactly what the untouched test set scores
+    same = run_comparison(_image_bench(), "resnet10t", [1.0], [0], CompareConfig(epochs=1, batch_size=16),
+                          torch.device("cpu"), codecs={}, include_down=False, progress=False, roundtrip={1.0: None})
+    (row,) = same["summary"]
+    assert row["acc_extra_mean"] == {"test@down-up-1x": row["acc_mean"]["test"]}
+
+
 def test_audio_variants():
     g = torch.Generator().manual_seed(0)
     n, T = 32, 4096
@@ -74,9 +92,11 @@ def test_audio_variants():
     codec = Codec1D(channels=2, J=4, Ne=None, Nd=32, latent_dim=4, latent_bits=8, lightweight_encode=True,
                     post_filter=False)
     res = run_comparison(b, "resnet1d_small", [8.0], [0], CompareConfig(epochs=2, batch_size=8),
-                         torch.device("cpu"), codecs={8.0: codec}, progress=False)
+                         torch.device("cpu"), codecs={8.0: codec}, progress=False, roundtrip={8.0: codec})
     shapes = {r["variant"]: r["input_shape"] for r in res["summary"]}
     assert shapes == {"latent-8x": [4, T // 16 + 2], "down-8x": [2, T // 8], "full": [2, T]}
+    full = next(r for r in res["summary"] if r["kind"] == "full")
+    assert set(full["acc_extra_mean"]) == {"test@decoded-8x", "test@down-up-8x"}
 
 
 def test_cli_writes_table_and_plot(tmp_path, monkeypatch, capsys):

@@ -8,6 +8,8 @@ Usage::
 
     x_small = downsample_images(x, 16)   # (B, 3, 256, 256) -> (B, 3, 64, 64)
     a_small = resample_audio(a, 20)      # (B, 2, 32768) -> (B, 2, 1638)
+    x_back = upsample_images(x_small, (256, 256))   # bicubic back: what survives the resize
+    a_back = upsample_audio(a_small, 20, 32768)      # band-limited interpolation back
 """
 from __future__ import annotations
 
@@ -63,6 +65,38 @@ def resample_audio(x: torch.Tensor, r: int) -> torch.Tensor:
     y = F.conv1d(F.pad(x.reshape(B * C, 1, T).float(), (pad, pad), mode="reflect" if T > pad else "constant"),
                  h.view(1, 1, -1), stride=r)
     return y.view(B, C, -1)[..., : T // r].to(x.dtype)
+
+
+def upsample_images(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of a (B, C, h, w) batch back to ``size`` (uint8 in, uint8 out, rounded and clamped)."""
+    if x.ndim != 4:
+        raise ValueError(f"upsample_images expects (B, C, H, W), got shape {tuple(x.shape)}")
+    dtype = x.dtype
+    y = F.interpolate(x.float(), size=tuple(size), mode="bicubic", align_corners=False)
+    return y.to(dtype) if dtype.is_floating_point else y.round().clamp(0, 255).to(dtype)
+
+
+def upsample_audio(x: torch.Tensor, r: int, length: int) -> torch.Tensor:
+    """Interpolate a (B, C, T) batch decimated by ``resample_audio(.., r)`` back to ``length`` samples.
+
+    Band-limited: zero-stuff by r, then the same low-pass with gain r, so what comes back is exactly the
+    band below the decimated rate's Nyquist (no imaging), aligned with the original samples.
+    """
+    if x.ndim != 3:
+        raise ValueError(f"upsample_audio expects (B, C, T), got shape {tuple(x.shape)}")
+    if int(r) != r or r < 1:
+        raise ValueError(f"audio reduction r must be a positive integer, got {r}")
+    r = int(r)
+    if r == 1:
+        return x[..., :length]
+    B, C, T = x.shape
+    up = x.new_zeros((B * C, 1, T * r), dtype=torch.float32)
+    up[..., ::r] = x.reshape(B * C, 1, T).float()
+    h = _lowpass(r).to(x.device) * r
+    pad = h.numel() // 2
+    y = F.conv1d(F.pad(up, (pad, pad)), h.view(1, 1, -1))
+    y = F.pad(y, (0, max(0, length - y.shape[-1])))[..., :length]
+    return y.reshape(B, C, length).to(x.dtype)
 
 
 class Downsample(nn.Module):

@@ -43,7 +43,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .baselines import downsample_images, resample_audio
+from .baselines import downsample_images, resample_audio, upsample_audio, upsample_images
 from .benchdata import BENCHMARKS, Benchmark, load_benchmark
 from .schedule import warmup_cosine
 
@@ -55,6 +55,7 @@ class Variant:
 
     name: str
     kind: str                  # "latent" | "down" | "full" | "decoded" (latents decoded back: the codec's bound)
+                               # | "down-up" (resized down and back: only to score the full model, see roundtrip)
     reduction: float           # nominal dimensionality reduction r
     codec: Any = None          # codec name/path or module (latent variants)
 
@@ -120,6 +121,12 @@ def prepare(variant: Variant, x: torch.Tensor, modality: str, codec: nn.Module |
                 out.append(downsample_images(xb, variant.reduction).cpu())
             else:
                 out.append(resample_audio(xb.float(), int(variant.reduction)).half().cpu())
+        elif variant.kind == "down-up":
+            if modality == "image":
+                out.append(upsample_images(downsample_images(xb, variant.reduction), xb.shape[-2:]).cpu())
+            else:
+                r = int(variant.reduction)
+                out.append(upsample_audio(resample_audio(xb.float(), r), r, xb.shape[-1]).half().cpu())
         else:
             out.append(xb.cpu())
     return torch.cat(out)
@@ -246,8 +253,12 @@ def _autocast(device: torch.device, amp: bool):
 
 def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                        tests: dict[str, tuple[torch.Tensor, torch.Tensor]], cfg: CompareConfig, seed: int,
-                       device: torch.device, progress: bool = True) -> dict[str, Any]:
-    """Train ``model`` on (x, y) and score it on every test split; returns accuracies and costs."""
+                       device: torch.device, progress: bool = True,
+                       extra_tests: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, Any]:
+    """Train ``model`` on (x, y) and score it on every test split; returns accuracies and costs.
+
+    ``extra_tests`` are scored too (``acc_extra``) but kept out of ``acc``, which every variant shares.
+    """
     from tqdm import tqdm
 
     rank, world, _ = dist_env()
@@ -293,8 +304,11 @@ def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     bar.close()
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else mem_est
     accs = {name: evaluate(model, xt, yt, stats, device, 2 * bs, cfg.amp) for name, (xt, yt) in tests.items()}
+    extra = {name: evaluate(model, xt, yt, stats, device, 2 * bs, cfg.amp)
+             for name, (xt, yt) in (extra_tests or {}).items()}
     core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return {"acc": accs, "samples_per_s": timed_samples / max(timed_s, 1e-9), "peak_mem_mb": peak / 2 ** 20,
+    return {"acc": accs, **({"acc_extra": extra} if extra_tests else {}),
+            "samples_per_s": timed_samples / max(timed_s, 1e-9), "peak_mem_mb": peak / 2 ** 20,
             "mem_kind": "cuda-peak" if device.type == "cuda" else "estimate",
             "params": sum(p.numel() for p in core.parameters()), "steps": total}
 
@@ -304,9 +318,18 @@ def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], s
                    cfg: CompareConfig, device: torch.device, codecs: dict[float, Any] | None = None,
                    stem: str = "keep", include_full: bool = True, progress: bool = True,
                    pretrained: bool = False, include_decoded: bool = False,
-                   include_down: bool = True) -> dict[str, Any]:
-    """Every variant × seed on ``bench``; returns per-run records and per-variant summaries."""
+                   include_down: bool = True, roundtrip: dict[float, Any] | None = None) -> dict[str, Any]:
+    """Every variant × seed on ``bench``; returns per-run records and per-variant summaries.
+
+    ``roundtrip`` ({r: codec or None}): the full model is also scored, without retraining, on every test
+    split after a round trip: encoded and decoded by each codec given (``split@decoded-r``), and resized
+    down by r and back (``split@down-up-r``).  Unlike ``include_decoded`` it costs no training run, and it
+    tells what each path keeps of what the full model reads.
+    """
     from .checkpoints import load_codec
+
+    def _codec(c: Any) -> nn.Module:
+        return (c if isinstance(c, nn.Module) else load_codec(c)).to(device).eval()
 
     rank, world, _ = dist_env()
     codecs = {**bench.codecs, **(codecs or {})}
@@ -316,31 +339,31 @@ def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], s
     img_size = int(bench.x_train.shape[-1]) if bench.modality == "image" else None
     runs, summary = [], []
     for v in variants:
-        codec = None
-        if v.kind in ("latent", "decoded"):
-            codec = (v.codec if isinstance(v.codec, nn.Module) else load_codec(v.codec)).to(device).eval()
+        codec = _codec(v.codec) if v.kind in ("latent", "decoded") else None
         t0 = time.perf_counter()
         xtr = prepare(v, bench.x_train, bench.modality, codec, device)
         tests = {k: (prepare(v, xt, bench.modality, codec, device), yt) for k, (xt, yt) in bench.tests.items()}
+        extra = roundtrip_tests(bench, roundtrip, device, _codec) if v.kind == "full" and roundtrip else None
         prep_s = time.perf_counter() - t0
         ytr = bench.y_train
         if device.type == "cuda":  # small benchmarks fit: index batches on the device, no host copies
             xtr, ytr = xtr.to(device), ytr.to(device)
             tests = {k: (xt.to(device), yt.to(device)) for k, (xt, yt) in tests.items()}
+            extra = {k: (xt.to(device), yt.to(device)) for k, (xt, yt) in extra.items()} if extra else None
         dims = math.prod(xtr.shape[1:])
         per_seed = []
         for seed in seeds:
             torch.manual_seed(seed)
             model = build_model(v, model_name, bench.modality, bench.channels, len(bench.classes), codec,
                                 img_size, stem, pretrained)
-            res = train_and_evaluate(model, xtr, ytr, tests, cfg, seed, device, progress)
+            res = train_and_evaluate(model, xtr, ytr, tests, cfg, seed, device, progress, extra)
             rec = {"variant": v.name, "kind": v.kind, "seed": seed, "input_shape": list(xtr.shape[1:]),
                    "input_dims": dims, "reduction": full_dims / dims, "prep_s": prep_s,
                    "codec": (v.codec if isinstance(v.codec, str) else getattr(codec, "config", None)), **res}
             per_seed.append(rec)
             runs.append(rec)
             if rank == 0 and progress:
-                accs = " ".join(f"{k}={a:.2f}" for k, a in res["acc"].items())
+                accs = " ".join(f"{k}={a:.2f}" for k, a in {**res["acc"], **res.get("acc_extra", {})}.items())
                 print(f"  {v.name:>12} seed {seed}: {accs}  {res['samples_per_s']:.0f} samples/s", file=sys.stderr)
         summary.append(summarize(per_seed))
     return {"benchmark": bench.name, "description": bench.description, "model": model_name, "stem": stem,
@@ -350,17 +373,37 @@ def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], s
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
+def roundtrip_tests(bench: Benchmark, codecs: dict[float, Any], device: torch.device,
+                    load: Any) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Every test split after each round trip of ``run_comparison(roundtrip=)``, at full resolution."""
+    out = {}
+    for r, c in sorted(codecs.items()):
+        trips = [("down-up", Variant(f"down-up-{r:g}x", "down-up", r))]
+        if c is not None:
+            trips.insert(0, ("decoded", Variant(f"decoded-{r:g}x", "decoded", r, c)))
+        for kind, v in trips:
+            codec = load(c) if kind == "decoded" else None
+            for k, (xt, yt) in bench.tests.items():
+                out[f"{k}@{v.name}"] = (prepare(v, xt, bench.modality, codec, device), yt)
+    return out
+
+
 def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     first = per_seed[0]
     tests = list(first["acc"])
     acc = {k: [r["acc"][k] for r in per_seed] for k in tests}
-    return {"variant": first["variant"], "kind": first["kind"], "input_shape": first["input_shape"],
-            "input_dims": first["input_dims"], "reduction": first["reduction"],
-            "acc_mean": {k: float(np.mean(v)) for k, v in acc.items()},
-            "acc_std": {k: float(np.std(v)) for k, v in acc.items()},
-            "samples_per_s": float(np.mean([r["samples_per_s"] for r in per_seed])),
-            "peak_mem_mb": float(np.mean([r["peak_mem_mb"] for r in per_seed])), "mem_kind": first["mem_kind"],
-            "params": first["params"], "n_seeds": len(per_seed)}
+    out = {"variant": first["variant"], "kind": first["kind"], "input_shape": first["input_shape"],
+           "input_dims": first["input_dims"], "reduction": first["reduction"],
+           "acc_mean": {k: float(np.mean(v)) for k, v in acc.items()},
+           "acc_std": {k: float(np.std(v)) for k, v in acc.items()},
+           "samples_per_s": float(np.mean([r["samples_per_s"] for r in per_seed])),
+           "peak_mem_mb": float(np.mean([r["peak_mem_mb"] for r in per_seed])), "mem_kind": first["mem_kind"],
+           "params": first["params"], "n_seeds": len(per_seed)}
+    if "acc_extra" in first:
+        extra = {k: [r["acc_extra"][k] for r in per_seed] for k in first["acc_extra"]}
+        out["acc_extra_mean"] = {k: float(np.mean(v)) for k, v in extra.items()}
+        out["acc_extra_std"] = {k: float(np.std(v)) for k, v in extra.items()}
+    return out
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -378,6 +421,10 @@ def format_table(result: dict[str, Any]) -> str:
                  f"{r['reduction']:.1f}×", f"{r['samples_per_s']:.0f}",
                  *([f"{r['samples_per_s'] / full['samples_per_s']:.2f}×"] if full else []), f"{r['peak_mem_mb']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    for r in rows:  # run_comparison(roundtrip=): the same trained model on round-tripped test inputs
+        if r.get("acc_extra_mean"):
+            scores = ", ".join(f"{k} {m:.2f} ± {r['acc_extra_std'][k]:.2f}" for k, m in r["acc_extra_mean"].items())
+            lines.append(f"\n{r['variant']} model on round-tripped test inputs (no retraining): {scores}")
     return "\n".join(lines)
 
 
