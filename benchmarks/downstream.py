@@ -107,6 +107,8 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--codecs", choices=["auto", "shipped", "pca"], default="auto")
     ap.add_argument("--stem", choices=list(STEMS), default="keep", help="adapter stem of the latent variants")
+    ap.add_argument("--magnitude", action=argparse.BooleanOptionalAction, default=None,
+                    help="|z| beside z into latent models (default: on for audio, off for images)")
     ap.add_argument("--stems", action="store_true",
                     help=f"also measure every adapter stem ({', '.join(STEMS)}) on latent-16x, first seed")
     ap.add_argument("--assets", help="folder from --export-assets (machines without the Debian data packages)")
@@ -173,7 +175,8 @@ def main() -> int:
         cfg = CompareConfig(epochs=max(1, round(epochs * args.epochs_scale)), batch_size=bs, lr=args.lr or lr)
         res = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
                              stem=args.stem, include_full=not args.no_full, progress=args.verbose,
-                             include_decoded=args.decoded, include_down=not args.no_down, roundtrip=roundtrip)
+                             include_decoded=args.decoded, include_down=not args.no_down, roundtrip=roundtrip,
+                             magnitude=args.magnitude)
         res["codec_sources"] = sources
         res["wall_s"] = time.perf_counter() - t0
         res.pop("runs")

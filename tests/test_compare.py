@@ -7,7 +7,8 @@ import torch
 
 from walloc_cdl import Codec1D, Codec2D
 from walloc_cdl.benchdata import Benchmark
-from walloc_cdl.compare import (CompareConfig, format_table, make_variants, prepare, run_comparison)
+from walloc_cdl.compare import (CompareConfig, Variant, build_model, format_table, make_variants, prepare,
+                                run_comparison)
 
 
 def _image_bench(n=96, size=32, classes=4):
@@ -81,6 +82,23 @@ def test_roundtrip_scores_the_full_model_on_decoded_and_resized_test_inputs():
     assert row["acc_extra_mean"] == {"test@down-up-1x": row["acc_mean"]["test"]}
 
 
+def test_magnitude_default_is_per_modality_and_can_be_forced():
+    from walloc_cdl.models.stems import Magnitude
+
+    codec = Codec2D(channels=3, J=3, Ne=None, Nd=32, latent_dim=12, latent_bits=8, lightweight_encode=True)
+    lat = Variant("latent-16x", "latent", 16, codec)
+    has_mag = lambda m: any(isinstance(x, Magnitude) for x in m.modules())
+    assert not has_mag(build_model(lat, "resnet10t", "image", 3, 5, codec, 64, "keep"))
+    assert has_mag(build_model(lat, "resnet10t", "image", 3, 5, codec, 64, "keep", magnitude=True))
+    # only latent variants: a downsampled-pixel model never gets |x|
+    assert not has_mag(build_model(Variant("down-16x", "down", 16), "resnet10t", "image", 3, 5, None, 64, "keep",
+                                   magnitude=True))
+    a = Codec1D(channels=2, J=4, Ne=None, Nd=32, latent_dim=4, latent_bits=8, lightweight_encode=True, post_filter=False)
+    alat = Variant("latent-8x", "latent", 8, a)
+    assert build_model(alat, "resnet1d_small", "audio", 2, 3, a, None, "keep").magnitude
+    assert not build_model(alat, "resnet1d_small", "audio", 2, 3, a, None, "keep", magnitude=False).magnitude
+
+
 def test_audio_variants():
     g = torch.Generator().manual_seed(0)
     n, T = 32, 4096
@@ -110,12 +128,15 @@ def test_cli_writes_table_and_plot(tmp_path, monkeypatch, capsys):
     path = save_codec(codec, tmp_path / "g16.safetensors")
     out = tmp_path / "out"
     rc = cli.main(["compare", "--benchmark", "fashion-mnist", "--n-train", "200", "--n-test", "50", "--epochs", "1",
-                   "--model", "resnet10t", "--codec", f"16={path}", "--out", str(out), "--quiet"])
+                   "--model", "resnet10t", "--codec", f"16={path}", "--out", str(out), "--quiet", "--roundtrip",
+                   "--magnitude"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| latent-16x |" in printed and "| full |" in printed
     res = json.loads((out / "results.json").read_text())
-    assert res["train_size"] == 200 and res["test_sizes"] == {"test": 50}
+    assert res["train_size"] == 200 and res["test_sizes"] == {"test": 50} and res["magnitude"] is True
+    full = next(r for r in res["summary"] if r["kind"] == "full")  # 16x: the given codec; 4x: the benchmark's
+    assert set(full["acc_extra_mean"]) == {f"test@{k}-{r}x" for k in ("decoded", "down-up") for r in (4, 16)}
     assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "table.md").exists()
 

@@ -119,3 +119,43 @@ def test_latent_spec_sources():
 def test_unsupported_family_is_named():
     with pytest.raises(NotImplementedError, match="ByobNet"):
         create_latent_model("resnext26ts", {"latent_dim": 12, "J": 3}, 10)
+
+
+@pytest.mark.parametrize("name,kw", FAMILIES)
+@pytest.mark.parametrize("stem", ["keep", "enter", "shuffle"])
+def test_magnitude_feeds_abs_beside_the_latent(name, kw, stem):
+    """magnitude=True: the first layer reads [z, |z|]; the rest of the network and its API are unchanged."""
+    if stem == "enter" and name.startswith(("vit", "deit")):
+        pytest.skip("ViTs have one stem (patch embedding)")
+    spec = {"latent_dim": 12, "J": 3}
+    torch.manual_seed(0)
+    lat = create_latent_model(name, spec, 5, stem=stem, magnitude=True, **kw).eval()
+    ref = create_latent_model(name, spec, 5, stem=stem, **kw).eval()
+    assert lat.latent_adapter["magnitude"] and lat.latent_adapter["in_chans"] == 12
+    from walloc_cdl.models.stems import Magnitude
+
+    (mag,) = [m for m in lat.modules() if isinstance(m, Magnitude)]
+    z = torch.randn(2, 12, PIX >> 3, PIX >> 3)
+    with torch.no_grad():
+        assert _features(lat, z).shape == _features(ref, z).shape and lat(z).shape == (2, 5)
+        assert torch.equal(mag(z), torch.cat([z, z.abs()], 1))
+        assert not torch.allclose(lat(z), lat(-z))  # still sign-aware through the z half
+    # Magnitude sits right in front of the conv that reads the input, which now takes 2 × latent_dim
+    seq = next(m for m in lat.modules() if isinstance(m, nn.Sequential) and isinstance(m[0], Magnitude))
+    assert isinstance(seq[1], nn.Conv2d) and seq[1].in_channels == 24
+    assert sum(p.numel() for p in lat.parameters()) > sum(p.numel() for p in ref.parameters())
+    if not name.startswith(("vit", "deit")):
+        feats = create_latent_model(name, spec, 0, stem=stem, magnitude=True, features_only=True, **kw).eval()
+        with torch.no_grad():
+            outs = feats(z)
+        assert [o.shape[-1] for o in outs] == [(PIX >> 3) // r for r in feats.feature_info.reduction()]
+    with pytest.raises(ValueError, match="magnitude"):
+        create_strided_model(name, 3, 1, 5, magnitude=True, **kw)
+
+
+def test_magnitude_vit_features_only():
+    feats = create_latent_model("vit_tiny_patch16_224", {"latent_dim": 12, "J": 3}, 0, magnitude=True,
+                                features_only=True, img_size=128)
+    with torch.no_grad():
+        outs = feats(torch.randn(1, 12, 16, 16))
+    assert outs[-1].shape[-1] == 8  # 16×16 latent, 2×2 patches: the pixel model's 8×8 tokens

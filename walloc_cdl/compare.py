@@ -140,20 +140,23 @@ def channel_stats(x: torch.Tensor, n: int = 4096) -> tuple[torch.Tensor, torch.T
 
 
 def build_model(variant: Variant, model_name: str, modality: str, in_chans: int, num_classes: int,
-                codec: nn.Module | None, img_size: int | None, stem: str, pretrained: bool = False) -> nn.Module:
+                codec: nn.Module | None, img_size: int | None, stem: str, pretrained: bool = False,
+                magnitude: bool | None = None) -> nn.Module:
     """The same family for every variant; only the stem (where the input enters) differs.
 
-    Audio latents also get |z| beside z (see :class:`walloc_cdl.models.audio.AudioNet1d`).
+    ``magnitude``: latent models get |z| beside z (:mod:`walloc_cdl.models.stems`); None means the measured
+    default of each modality: on for audio, off for images (RESULTS.md).
     """
     from .models import create_audio_model, create_strided_model
 
     stride = variant.input_stride(modality, codec)
     chans = codec.latent_dim if variant.kind == "latent" else in_chans
+    mag = variant.kind == "latent" and (modality == "audio" if magnitude is None else magnitude)
     if modality == "audio":
-        return create_audio_model(model_name, chans, num_classes, input_stride=stride,
-                                  magnitude=variant.kind == "latent")
+        return create_audio_model(model_name, chans, num_classes, input_stride=stride, magnitude=mag)
     kw: dict[str, Any] = {"img_size": img_size} if _needs_img_size(model_name) else {}
-    return create_strided_model(model_name, chans, stride, num_classes, pretrained=pretrained, stem=stem, **kw)
+    return create_strided_model(model_name, chans, stride, num_classes, pretrained=pretrained, stem=stem,
+                                magnitude=mag, **kw)
 
 
 def _needs_img_size(model_name: str) -> bool:
@@ -318,13 +321,14 @@ def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], s
                    cfg: CompareConfig, device: torch.device, codecs: dict[float, Any] | None = None,
                    stem: str = "keep", include_full: bool = True, progress: bool = True,
                    pretrained: bool = False, include_decoded: bool = False,
-                   include_down: bool = True, roundtrip: dict[float, Any] | None = None) -> dict[str, Any]:
+                   include_down: bool = True, roundtrip: dict[float, Any] | None = None,
+                   magnitude: bool | None = None) -> dict[str, Any]:
     """Every variant × seed on ``bench``; returns per-run records and per-variant summaries.
 
     ``roundtrip`` ({r: codec or None}): the full model is also scored, without retraining, on every test
     split after a round trip: encoded and decoded by each codec given (``split@decoded-r``), and resized
     down by r and back (``split@down-up-r``).  Unlike ``include_decoded`` it costs no training run, and it
-    tells what each path keeps of what the full model reads.
+    tells what each path keeps of what the full model reads.  ``magnitude``: see :func:`build_model`.
     """
     from .checkpoints import load_codec
 
@@ -355,7 +359,7 @@ def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], s
         for seed in seeds:
             torch.manual_seed(seed)
             model = build_model(v, model_name, bench.modality, bench.channels, len(bench.classes), codec,
-                                img_size, stem, pretrained)
+                                img_size, stem, pretrained, magnitude)
             res = train_and_evaluate(model, xtr, ytr, tests, cfg, seed, device, progress, extra)
             rec = {"variant": v.name, "kind": v.kind, "seed": seed, "input_shape": list(xtr.shape[1:]),
                    "input_dims": dims, "reduction": full_dims / dims, "prep_s": prep_s,
@@ -367,7 +371,7 @@ def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], s
                 print(f"  {v.name:>12} seed {seed}: {accs}  {res['samples_per_s']:.0f} samples/s", file=sys.stderr)
         summary.append(summarize(per_seed))
     return {"benchmark": bench.name, "description": bench.description, "model": model_name, "stem": stem,
-            "device": str(device), "world_size": world, "train_size": len(bench.y_train),
+            "magnitude": magnitude, "device": str(device), "world_size": world, "train_size": len(bench.y_train),
             "test_sizes": {k: len(v[1]) for k, v in bench.tests.items()}, "seeds": seeds, "config": vars(cfg),
             "summary": summary, "runs": runs, "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -546,7 +550,7 @@ def load_shards(root: str, test_split: str = "test") -> tuple[Benchmark, dict[st
 
 
 def run_on_shards(root: str, model_name: str, seeds: list[int], cfg: CompareConfig, device: torch.device,
-                  stem: str, progress: bool) -> dict[str, Any]:
+                  stem: str, progress: bool, magnitude: bool | None = None) -> dict[str, Any]:
     """Latent-only comparison entry for shards: trains the latent variant on the stored latents."""
     from .codec import build_codec
 
@@ -561,7 +565,8 @@ def run_on_shards(root: str, model_name: str, seeds: list[int], cfg: CompareConf
         torch.manual_seed(seed)
         model = build_model(Variant("latent", "latent", codec.dimensionality_reduction), model_name, bench.modality,
                             codec.channels, len(bench.classes), codec,
-                            bench.x_train.shape[-1] * 2 ** codec.J if bench.modality == "image" else None, stem)
+                            bench.x_train.shape[-1] * 2 ** codec.J if bench.modality == "image" else None, stem,
+                            magnitude=magnitude)
         res = train_and_evaluate(model, bench.x_train, bench.y_train, bench.tests, cfg, seed, device, progress)
         runs.append({"variant": f"latent-{block.get('name', 'codec')}", "kind": "latent", "seed": seed,
                      "input_shape": list(bench.x_train.shape[1:]), "input_dims": dims,
@@ -614,6 +619,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stem", choices=list(STEMS), default="keep",
                    help="how latents enter the network: keep every stage (default), enter at the stage of stride "
                         "2^J (cheaper), or shuffle up to the pixel stem's grid (costlier; for fine detail)")
+    p.add_argument("--magnitude", action=argparse.BooleanOptionalAction, default=None,
+                   help="feed |z| beside z to latent models (default: on for audio, off for images)")
     p.add_argument("--pretrained", action="store_true", help="start from timm's pretrained weights (needs the hub)")
     p.add_argument("--reductions", type=float, nargs="+", help="dimensionality reductions r (default: the benchmark's "
                                                              "shipped codecs, images 4 16, audio 5 20; --data: the --codec ones)")
@@ -622,6 +629,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-full", action="store_true", help="skip the full-resolution variant")
     p.add_argument("--decoded", action="store_true", help="add decoded-R: latents decoded back to full resolution, "
                                                           "full model (what the codec keeps vs what the model uses)")
+    p.add_argument("--roundtrip", action="store_true",
+                   help="also score the trained full model on the test sets decoded by each codec and resized down "
+                        "and back (no extra training)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per variant and seed; the table gives mean ± std")
     p.add_argument("--epochs", type=int, help=f"epochs per run (default {DEFAULT['epochs']})")
     p.add_argument("--batch-size", type=int, default=128, help="samples per optimizer step (all variants)")
@@ -643,7 +653,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("give one of --benchmark, --data, --shards")
     if args.shards:
         model = args.model or DEFAULT["model"]
-        result = run_on_shards(args.shards, model, args.seeds, cfg, device, args.stem, progress)
+        result = run_on_shards(args.shards, model, args.seeds, cfg, device, args.stem, progress, args.magnitude)
     else:
         codecs = _parse_codecs(args.codec)
         if args.data:
@@ -667,8 +677,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{bench.description}: {len(bench.y_train)} train, "
                   f"test {', '.join(f'{k}: {len(v[1])}' for k, v in bench.tests.items())}; model {model}; "
                   f"device {device}{f' x{world}' if world > 1 else ''}", file=sys.stderr)
+        known = {**bench.codecs, **codecs}
+        roundtrip = {float(r): known.get(r) for r in reductions} if args.roundtrip else None
         result = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
-                                args.stem, not args.no_full, progress, args.pretrained, args.decoded)
+                                args.stem, not args.no_full, progress, args.pretrained, args.decoded,
+                                roundtrip=roundtrip, magnitude=args.magnitude)
     if rank == 0:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,13 @@ Three ways to graft (``stem=``), all measured in ``benchmarks/downstream.py --st
   48.5 % for ``"keep"`` at 0.65× its throughput).  Where 2^J <= s_stem it is ``"keep"``.
 
 ViT/DeiT use a patch embedding of ``patch_size / 2^J`` on the H/2^J grid: same token grid, same
-transformer.  ``img_size`` in ``timm_kwargs`` always means the *pixel* size, so pixel and latent models
+transformer.
+
+``magnitude=True`` feeds |z| beside z to the first layer (a :class:`Magnitude` module in front of it, which
+doubles its input channels).  A packet coefficient's sign follows the phase of the detail inside its band,
+so the same edge shifted by a pixel can flip it; |z| is a shift-robust energy cue.  On audio latents it is
+the default (+6 to +7 points on the instrument benchmark); on images it is off by default and measured in
+RESULTS.md (words benchmark).  ``img_size`` in ``timm_kwargs`` always means the *pixel* size, so pixel and latent models
 are created with the same arguments.
 
 Usage::
@@ -83,6 +89,17 @@ def latent_spec(codec_or_spec: Any) -> LatentSpec:
         ndim = int(d.get("ndim", 1 if "post_filter" in d else 2))
         return LatentSpec(int(d["latent_dim"]), int(d["J"]), ndim, d.get("channels"))
     raise TypeError(f"expected a codec, codec name/path, config dict or LatentSpec, got {type(codec_or_spec).__name__}")
+
+
+class Magnitude(nn.Module):
+    """x -> [x, |x|] along channels, in front of a model's first layer (see the module docstring)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x.abs()], dim=1)
+
+
+def _prepend_magnitude(model: nn.Module, dotted: str) -> None:
+    _set_stage(model, dotted, nn.Sequential(Magnitude(), model.get_submodule(dotted)))
 
 
 # -- network anatomy --------------------------------------------------------------------------------
@@ -209,17 +226,32 @@ def _log2(n: int, what: str) -> int:
 # -- public ---------------------------------------------------------------------------------------
 def create_strided_model(model_name: str, in_chans: int, input_stride: int, num_classes: int,
                          pretrained: bool = False, stem: str = "keep", features_only: bool = False,
-                         out_indices: tuple[int, ...] | None = None, **timm_kwargs: Any) -> nn.Module:
+                         out_indices: tuple[int, ...] | None = None, magnitude: bool = False,
+                         **timm_kwargs: Any) -> nn.Module:
     """The timm model ``model_name`` fed an input whose spatial reduction ``input_stride`` is already done.
 
     ``input_stride=1`` is the plain pixel model; WaLLoC latents use 2^J; downsampled pixels use √r.
     The returned model keeps timm's API (``forward_features``, ``forward_head``, ``reset_classifier``);
     ``features_only=True`` returns timm's ``FeatureListNet`` whose ``feature_info`` reductions are
     relative to this model's own input.  ``model.latent_adapter`` records what was changed.
+    ``magnitude``: |x| beside x into the first layer (module docstring); for reduced inputs only.
     """
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
     _log2(input_stride, "input_stride")
+    if magnitude and input_stride == 1:
+        raise ValueError("magnitude=True is for inputs already reduced (latents): give input_stride > 1")
+    if magnitude:  # build for 2 × in_chans, then put Magnitude in front of the layer that reads the input
+        vit = _is_vit(model_name)  # timm builds ViT feature extractors itself; others are wrapped below
+        model = create_strided_model(model_name, 2 * in_chans, input_stride, num_classes, pretrained, stem,
+                                     features_only and vit, out_indices, **timm_kwargs)
+        # the conv that reads the input, not its container: timm's feature taps name the containers
+        root = "" if vit else _anatomy(model).stem[0]
+        first = next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and (
+            n.endswith("patch_embed.proj") if vit else n == root or n.startswith(f"{root}.")))
+        _prepend_magnitude(model, first)
+        model.latent_adapter = {**model.latent_adapter, "in_chans": in_chans, "magnitude": True}
+        return _features(model, out_indices) if features_only and not vit else model
     if input_stride == 1:
         if features_only:
             kw = {"out_indices": out_indices} if out_indices is not None else {}
@@ -295,15 +327,18 @@ def create_strided_model(model_name: str, in_chans: int, input_stride: int, num_
                           if f["module"] in reductions and f["module"] not in dropped]
     model.latent_adapter = {"stem": mode, "input_stride": input_stride, "in_chans": in_chans,
                             "dropped": dropped}
-    if features_only:
-        from timm.models import FeatureListNet
+    return _features(model, out_indices) if features_only else model
 
-        idx = out_indices if out_indices is not None else tuple(range(len(model.feature_info)))
-        dotted = any("." in f["module"] for f in model.feature_info)  # stages inside a Sequential
-        feats = FeatureListNet(model, out_indices=idx, flatten_sequential=dotted)
-        feats.latent_adapter = model.latent_adapter
-        return feats
-    return model
+
+def _features(model: nn.Module, out_indices: tuple[int, ...] | None) -> nn.Module:
+    """timm's FeatureListNet over an adapted model, its feature_info already rewritten."""
+    from timm.models import FeatureListNet
+
+    idx = out_indices if out_indices is not None else tuple(range(len(model.feature_info)))
+    dotted = any("." in f["module"] for f in model.feature_info)  # stages inside a Sequential
+    feats = FeatureListNet(model, out_indices=idx, flatten_sequential=dotted)
+    feats.latent_adapter = model.latent_adapter
+    return feats
 
 
 def _set_stage(model: nn.Module, dotted: str, module: nn.Module) -> None:
