@@ -13,6 +13,8 @@ benchmark's own training inputs, no labels) and says so in the JSON.
     python benchmarks/downstream.py --suite cpu                        # sized for 2 CPU cores (words: ~1 h a seed)
     python benchmarks/downstream.py --suite cpu --benchmarks words --reductions 16 --seeds 0  # one ratio
     python benchmarks/downstream.py --suite gpu --device cuda --stems  # the RESULTS.md figures
+    python benchmarks/downstream.py --suite cpu --benchmarks instruments --no-latent --no-down --roundtrip
+                                     # the full model on decoded and resized-back test sets: what each keeps
     python benchmarks/downstream.py --export-assets .benchassets       # fonts/photos/Fashion-MNIST subset
 """
 from __future__ import annotations
