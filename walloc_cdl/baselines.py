@@ -50,13 +50,18 @@ def _lowpass(r: int, taps_per_side: int = 16, beta: float = 8.0) -> torch.Tensor
     return (h / h.sum()).float()
 
 
-def resample_audio(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Decimate a (B, C, T) batch by the integer ``r``: anti-alias low-pass, then keep every r-th sample."""
+def _audio_ratio(x: torch.Tensor, r: float, fn: str) -> int:
+    """``r`` as an int, after checking that ``x`` is (B, C, T) and ``r`` a positive integer."""
     if x.ndim != 3:
-        raise ValueError(f"resample_audio expects (B, C, T), got shape {tuple(x.shape)}")
+        raise ValueError(f"{fn} expects (B, C, T), got shape {tuple(x.shape)}")
     if int(r) != r or r < 1:
         raise ValueError(f"audio reduction r must be a positive integer, got {r}")
-    r = int(r)
+    return int(r)
+
+
+def resample_audio(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Decimate a (B, C, T) batch by the integer ``r``: anti-alias low-pass, then keep every r-th sample."""
+    r = _audio_ratio(x, r, "resample_audio")
     if r == 1:
         return x
     B, C, T = x.shape
@@ -82,11 +87,7 @@ def upsample_audio(x: torch.Tensor, r: int, length: int) -> torch.Tensor:
     Band-limited: zero-stuff by r, then the same low-pass with gain r, so what comes back is exactly the
     band below the decimated rate's Nyquist (no imaging), aligned with the original samples.
     """
-    if x.ndim != 3:
-        raise ValueError(f"upsample_audio expects (B, C, T), got shape {tuple(x.shape)}")
-    if int(r) != r or r < 1:
-        raise ValueError(f"audio reduction r must be a positive integer, got {r}")
-    r = int(r)
+    r = _audio_ratio(x, r, "upsample_audio")
     if r == 1:
         return x[..., :length]
     B, C, T = x.shape
