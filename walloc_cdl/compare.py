@@ -382,11 +382,9 @@ def roundtrip_tests(bench: Benchmark, codecs: dict[float, Any], device: torch.de
     """Every test split after each round trip of ``run_comparison(roundtrip=)``, at full resolution."""
     out = {}
     for r, c in sorted(codecs.items()):
-        trips = [("down-up", Variant(f"down-up-{r:g}x", "down-up", r))]
-        if c is not None:
-            trips.insert(0, ("decoded", Variant(f"decoded-{r:g}x", "decoded", r, c)))
-        for kind, v in trips:
-            codec = load(c) if kind == "decoded" else None
+        trips = [Variant(f"decoded-{r:g}x", "decoded", r, c)] if c is not None else []
+        for v in trips + [Variant(f"down-up-{r:g}x", "down-up", r)]:
+            codec = load(c) if v.kind == "decoded" else None
             for k, (xt, yt) in bench.tests.items():
                 out[f"{k}@{v.name}"] = (prepare(v, xt, bench.modality, codec, device), yt)
     return out
@@ -394,19 +392,18 @@ def roundtrip_tests(bench: Benchmark, codecs: dict[float, Any], device: torch.de
 
 def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     first = per_seed[0]
-    tests = list(first["acc"])
-    acc = {k: [r["acc"][k] for r in per_seed] for k in tests}
+
+    def over_seeds(key: str, stat: Any) -> dict[str, float]:
+        return {k: float(stat([r[key][k] for r in per_seed])) for k in first[key]}
+
     out = {"variant": first["variant"], "kind": first["kind"], "input_shape": first["input_shape"],
            "input_dims": first["input_dims"], "reduction": first["reduction"],
-           "acc_mean": {k: float(np.mean(v)) for k, v in acc.items()},
-           "acc_std": {k: float(np.std(v)) for k, v in acc.items()},
+           "acc_mean": over_seeds("acc", np.mean), "acc_std": over_seeds("acc", np.std),
            "samples_per_s": float(np.mean([r["samples_per_s"] for r in per_seed])),
            "peak_mem_mb": float(np.mean([r["peak_mem_mb"] for r in per_seed])), "mem_kind": first["mem_kind"],
            "params": first["params"], "n_seeds": len(per_seed)}
-    if "acc_extra" in first:
-        extra = {k: [r["acc_extra"][k] for r in per_seed] for k in first["acc_extra"]}
-        out["acc_extra_mean"] = {k: float(np.mean(v)) for k, v in extra.items()}
-        out["acc_extra_std"] = {k: float(np.std(v)) for k, v in extra.items()}
+    if "acc_extra" in first:  # run_comparison(roundtrip=)
+        out["acc_extra_mean"], out["acc_extra_std"] = over_seeds("acc_extra", np.mean), over_seeds("acc_extra", np.std)
     return out
 
 
@@ -651,6 +648,8 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if sum(x is not None for x in (args.benchmark, args.data, args.shards)) > 1:
         raise SystemExit("give one of --benchmark, --data, --shards")
+    if args.roundtrip and (args.no_full or args.shards):
+        raise SystemExit("--roundtrip scores the full-resolution model: drop --no-full (shards hold no pixels)")
     if args.shards:
         model = args.model or DEFAULT["model"]
         result = run_on_shards(args.shards, model, args.seeds, cfg, device, args.stem, progress, args.magnitude)
