@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from walloc_cdl import Codec1D, Codec2D
-from walloc_cdl.fastencode import (METHODS_2D, composite_filters, default_method, fast_encode, fast_wavelet_analysis,
-                                  periodic_pad)
+from walloc_cdl.fastencode import (METHODS_2D, TRITON_METHODS, composite_filters, default_method, fast_encode,
+                                  fast_wavelet_analysis, periodic_pad)
 from walloc_cdl.wavelets import _filters
 
 # (channels, J, Ne, Nd, latent_dim, latent_bits, lightweight), input (B, H, W)
@@ -66,7 +66,7 @@ def _check_rounded_agreement(z, z_ref, min_agree=0.999, tie=0.01):
         assert ((zr - rr)[off].abs() == 1).all()
 
 
-CPU_METHODS = [m for m in METHODS_2D if m != "triton"]
+CPU_METHODS = [m for m in METHODS_2D if m not in TRITON_METHODS]
 ALL_CASES = [(2, n) for n in CASES_2D] + [(1, n) for n in CASES_1D]
 
 
@@ -214,6 +214,51 @@ def test_cuda_matches_cpu_reference(kind, name, method):
     with torch.backends.cudnn.flags(allow_tf32=False):
         z = fast_encode(codec, x.cuda(), quantize=False, method=method).cpu()
     torch.testing.assert_close(z.double(), z_ref, atol=2e-3, rtol=0)
+
+
+_INTERPRETED = """
+import json, sys, torch
+sys.path.insert(0, {tests!r})
+from test_fastencode import CASES_2D, TRITON_METHODS, _make, _reference, _check_rounded_agreement
+from walloc_cdl.fastencode import fast_encode
+torch.manual_seed(0)
+out = {{}}
+for name, (cfg, _) in CASES_2D.items():
+    if not cfg[6]:
+        continue                                   # heavy encoders have no folded projection
+    codec, shape = _make(2, name)
+    for kind in ("float", "uint8"):
+        u = torch.randint(0, 256, shape, dtype=torch.uint8)
+        x = u if kind == "uint8" else torch.rand(shape) - 0.5
+        z_ref = _reference(codec.double(), u.double() / 255 - 0.5 if kind == "uint8" else x.double())
+        codec.float()
+        for m in TRITON_METHODS:
+            with torch.no_grad():
+                z = fast_encode(codec, x, quantize=False, method=m)
+            assert z.shape == z_ref.shape, (name, m, z.shape)
+            _check_rounded_agreement(z.double(), z_ref)
+            out[f"{{name}}/{{kind}}/{{m}}"] = (z.double() - z_ref).abs().max().item()
+print(json.dumps(out))
+"""
+
+
+def test_triton_kernels_in_the_cpu_interpreter():
+    """Both Triton 2D paths, every lightweight case (wrapping tiny inputs, any J and channel count), float and
+    uint8, run by Triton's CPU interpreter: the index arithmetic is checked without a GPU (the speed is not)."""
+    pytest.importorskip("triton", reason="triton not installed (.ci/run installs it for this test)")
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = _INTERPRETED.format(tests=str(Path(__file__).parent))
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    errors = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(errors) == 2 * 2 * sum(cfg[6] for cfg, _ in CASES_2D.values())
+    assert max(errors.values()) < 1e-3, errors
 
 
 def test_default_method_per_device():

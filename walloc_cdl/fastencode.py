@@ -32,12 +32,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-METHODS_2D = ("sep", "sep_mm", "mm", "s2d", "triton", "dense")
+METHODS_2D = ("sep", "sep_mm", "mm", "s2d", "triton", "triton_tile", "dense")
 """2D formulations: ``sep`` two strided convs; ``sep_mm`` GEMMs along W then a conv along H;
 ``mm`` GEMMs for both passes (block-Toeplitz, see :func:`_encode_2d_mm`); ``s2d`` space-to-depth then one
 stride-1 conv (C·4^J -> latent_dim, ceil(K/2^J)+1 blocks square); ``triton`` two fused Triton kernels
-(CUDA only; float32 runs them in tf32x3, about float32 accuracy; bf16/fp16 in tf32); ``dense`` one strided
-2D conv."""
+(CUDA only; float32 runs them in tf32x3, about float32 accuracy; bf16/fp16 in tf32); ``triton_tile`` the
+same with a tiled pass W (coalesced loads, see :mod:`walloc_cdl._fastencode_triton`; not yet timed on a
+GPU, so not the default); ``dense`` one strided 2D conv."""
+TRITON_METHODS = ("triton", "triton_tile")
 
 
 def composite_filters(h0: np.ndarray, h1: np.ndarray, J: int) -> tuple[np.ndarray, int]:
@@ -228,12 +230,16 @@ def _encode_2d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, method: st
     scale = 1 / 255 if uint8 else 1.0
     if method == "dense":
         return _encode_2d_dense(codec, plan, x, dtype, scale)
-    if method == "triton" and plan.proj is not None and not transform_only:
-        from ._fastencode_triton import encode_2d_triton, triton_weights
+    if method in TRITON_METHODS and plan.proj is not None and not transform_only:
+        from ._fastencode_triton import encode_2d_triton, tile_weights, triton_weights
         prec = "tf32x3" if dtype == torch.float32 else "ieee" if dtype == torch.float64 else "tf32"
         weights = _on_device(plan, ("triton", scale), lambda: triton_weights(plan.MW, plan.proj, plan.bias, S, scale),
                              x.device, torch.float32)
-        return encode_2d_triton(x, weights, plan.lo, plan.MW.shape[1], plan.proj.shape[0], S, prec)
+        tile = None
+        if method == "triton_tile":
+            tile = _on_device(plan, ("triton_tile", scale), lambda: tile_weights(plan.MW, S, scale), x.device,
+                              torch.float32)
+        return encode_2d_triton(x, weights, plan.lo, plan.MW.shape[1], plan.proj.shape[0], S, prec, tile)
     if method == "s2d" and plan.proj is not None and not transform_only:
         return _encode_2d_s2d(plan, x, dtype, S, scale)
     if method == "mm" and plan.proj is not None and not transform_only:
