@@ -237,6 +237,8 @@ for name, (cfg, _) in CASES_2D.items():
                 z = fast_encode(codec, x, quantize=False, method=m)
             assert z.shape == z_ref.shape, (name, m, z.shape)
             _check_rounded_agreement(z.double(), z_ref)
+            with torch.no_grad():
+                assert torch.equal(fast_encode(codec, x, method=m), torch.round(z)), (name, m)
             out[f"{{name}}/{{kind}}/{{m}}"] = (z.double() - z_ref).abs().max().item()
 print(json.dumps(out))
 """
@@ -244,7 +246,8 @@ print(json.dumps(out))
 
 def test_triton_kernels_in_the_cpu_interpreter():
     """Both Triton 2D paths, every lightweight case (wrapping tiny inputs, any J and channel count), float and
-    uint8, run by Triton's CPU interpreter: the index arithmetic is checked without a GPU (the speed is not)."""
+    uint8, run by Triton's CPU interpreter: the index arithmetic and the companding fused into pass H are
+    checked without a GPU (the speed is not)."""
     pytest.importorskip("triton", reason="triton not installed (.ci/run installs it for this test)")
     import json
     import os

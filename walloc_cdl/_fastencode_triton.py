@@ -12,6 +12,8 @@ contiguous input span per block of outputs, multiplied by a fixed banded matrix:
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -61,8 +63,9 @@ def _pass_w_tile(x_ptr, a_ptr, b_ptr, y_ptr, R, H, W, Hp, n_out, lo,
 
 
 @triton.jit
-def _pass_h(y_ptr, p_ptr, b_ptr, z_ptr, CS, Hp, h, w, L,
-            S: tl.constexpr, KP: tl.constexpr, LP: tl.constexpr, BM: tl.constexpr, PREC: tl.constexpr):
+def _pass_h(y_ptr, p_ptr, b_ptr, z_ptr, CS, Hp, h, w, L, inv, lm,
+            S: tl.constexpr, KP: tl.constexpr, LP: tl.constexpr, BM: tl.constexpr, PREC: tl.constexpr,
+            COMPAND: tl.constexpr):
     b = tl.program_id(0)
     pos = tl.program_id(1) * BM + tl.arange(0, BM)          # (i, j) output positions, j fastest
     i = pos // w
@@ -77,6 +80,8 @@ def _pass_h(y_ptr, p_ptr, b_ptr, z_ptr, CS, Hp, h, w, L,
         acc += tl.dot(a, p, input_precision=PREC)
     o = tl.arange(0, LP)
     acc += tl.load(b_ptr + o)[None, :]
+    if COMPAND:                                 # ToUniform: 2·lm·(Φ(z/scale) - 1/2) = lm·erf(z/(scale·√2))
+        acc = lm * tl.math.erf(acc * inv)
     out = z_ptr + ((b * L + o[None, :]) * h + i[:, None]) * w + j[:, None]
     tl.store(out, acc, mask=valid[:, None] & (o[None, :] < L))
 
@@ -120,9 +125,11 @@ def tile_weights(MW: torch.Tensor, S: int, scale: float) -> tuple[torch.Tensor, 
 
 
 def encode_2d_triton(x: torch.Tensor, weights: tuple, lo: int, K: int, L: int, S: int,
-                     precision: str = "tf32x3", tile: tuple | None = None) -> torch.Tensor:
+                     precision: str = "tf32x3", tile: tuple | None = None,
+                     compand: tuple[float, float] | None = None) -> torch.Tensor:
     """Latents before the bottleneck, (B, L, H/S, W/S) float32; ``weights`` from :func:`triton_weights`;
-    ``tile`` (from :func:`tile_weights`) selects the tiled pass W."""
+    ``tile`` (from :func:`tile_weights`) selects the tiled pass W; ``compand`` = (scale, latent_max) applies
+    the bottleneck's companding in pass H's epilogue (saves the separate elementwise kernels)."""
     wt, bw, p, bp = weights
     B, C, H, W = x.shape
     h, w = H // S, W // S
@@ -144,6 +151,7 @@ def encode_2d_triton(x: torch.Tensor, weights: tuple, lo: int, K: int, L: int, S
             x, A, bA, y, B * C * Hp, H, W, Hp, w, lo, S=S, BK=BK, NIN=NIN, CH=min(NIN, 64), BR=BR, PREC=precision)
     z = torch.empty(B, L, h, w, dtype=torch.float32, device=dev)
     BM = 64
-    _pass_h[(B, triton.cdiv(h * w, BM))](y, p, bp, z, C * S, Hp, h, w, L,
-                                          S=S, KP=KP, LP=LP, BM=BM, PREC=precision)
+    inv, lm = (1.0 / (compand[0] * math.sqrt(2.0)), compand[1]) if compand else (1.0, 1.0)
+    _pass_h[(B, triton.cdiv(h * w, BM))](y, p, bp, z, C * S, Hp, h, w, L, inv, lm,
+                                          S=S, KP=KP, LP=LP, BM=BM, PREC=precision, COMPAND=compand is not None)
     return z

@@ -14,7 +14,8 @@ Periodization is exact: the input is wrap-padded once, in both dimensions, by th
 uint8 input (pixel/255 - 0.5) is folded into pass W (weights /255, offset into its bias), so the
 batch is only cast, never normalised.  Audio (1D) uses the same idea split in levels: a depthwise
 bank for the first J//2 levels, then one conv for the remaining levels folded with the projection.
-Heavy (KLEncoder / OobleckEncoder) codecs get the fast transform only.
+Heavy (KLEncoder / OobleckEncoder) codecs get the fast transform only.  The Triton paths (CUDA) also
+apply the bottleneck's Normal-CDF companding in their last kernel, so encoding ends with one rounding.
 
 Usage::
 
@@ -31,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .bottleneck import ToUniform
 
 METHODS_2D = ("sep", "sep_mm", "mm", "s2d", "triton", "triton_tile", "dense")
 """2D formulations: ``sep`` two strided convs; ``sep_mm`` GEMMs along W then a conv along H;
@@ -218,7 +221,7 @@ def _pass_w(xp: torch.Tensor, MW: torch.Tensor, lo_pad: int, S: int, n_out: int,
 
 
 def _encode_2d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, method: str,
-               transform_only: bool = False) -> torch.Tensor:
+               transform_only: bool = False, compand: tuple[float, float] | None = None) -> torch.Tensor:
     plan = _cached_plan(codec, _plan_2d)
     B, C, H, W = x.shape
     J, S = codec.J, 2 ** codec.J
@@ -239,7 +242,7 @@ def _encode_2d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, method: st
         if method == "triton_tile":
             tile = _on_device(plan, ("triton_tile", scale), lambda: tile_weights(plan.MW, S, scale), x.device,
                               torch.float32)
-        return encode_2d_triton(x, weights, plan.lo, plan.MW.shape[1], plan.proj.shape[0], S, prec, tile)
+        return encode_2d_triton(x, weights, plan.lo, plan.MW.shape[1], plan.proj.shape[0], S, prec, tile, compand)
     if method == "s2d" and plan.proj is not None and not transform_only:
         return _encode_2d_s2d(plan, x, dtype, S, scale)
     if method == "mm" and plan.proj is not None and not transform_only:
@@ -443,6 +446,14 @@ def _triton_available() -> bool:
         return False
 
 
+def _fused_companding(codec: nn.Module, method: str) -> tuple[float, float] | None:
+    """(scale, latent_max) when the Triton path can apply the bottleneck's companding itself."""
+    comp = codec.encoder[1]
+    if method in TRITON_METHODS and _linear_1x1(codec) is not None and type(comp) is ToUniform:
+        return float(comp.scale), float(comp.latent_max)
+    return None
+
+
 def fast_wavelet_analysis(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``codec.wavelet_analysis(x, J=codec.J)`` through the composite filters (float32 result)."""
     dtype = dtype or (torch.float64 if x.dtype == torch.float64 else torch.float32)
@@ -477,7 +488,10 @@ def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype:
         raise ValueError(f"unknown fast-encode method {method!r}; choose from {METHODS_2D}")
     with _conv_autotune(x.device):
         if codec.ndim == 2:
-            y = _encode_2d(codec, x, dtype, method)
+            compand = _fused_companding(codec, method)
+            y = _encode_2d(codec, x, dtype, method, compand=compand)
+            if compand is not None:   # the Triton kernel applied encoder[1] already
+                return y.round_() if quantize else y
         elif x.is_cuda and dtype == torch.float32:
             # measured: on an H100 the level-split convs ran at 0.69x walloc's per-level transform in float32
             return _reference_encode(codec, x, quantize)
