@@ -240,6 +240,17 @@ for name, (cfg, _) in CASES_2D.items():
             with torch.no_grad():
                 assert torch.equal(fast_encode(codec, x, method=m), torch.round(z)), (name, m)
             out[f"{{name}}/{{kind}}/{{m}}"] = (z.double() - z_ref).abs().max().item()
+# batches past int32 indexing are split (limit lowered so that each image runs alone); one image past it is refused
+import pytest, walloc_cdl._fastencode_triton as ft
+codec, shape = _make(2, "rgb16x")
+x = torch.rand(shape) - 0.5
+with torch.no_grad():
+    whole = fast_encode(codec, x, quantize=False, method="triton_tile")
+    ft._INDEX_LIMIT = 40000
+    torch.testing.assert_close(fast_encode(codec, x, quantize=False, method="triton_tile"), whole, atol=1e-5, rtol=0)
+    ft._INDEX_LIMIT = 1000
+    with pytest.raises(ValueError, match="too large"):
+        fast_encode(codec, x, method="triton")
 print(json.dumps(out))
 """
 

@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+_INDEX_LIMIT = 2 ** 31   # flat indices must stay below this (int32 arithmetic in the kernels)
+
 
 @triton.jit
 def _pass_w(x_ptr, w_ptr, b_ptr, y_ptr, H, W, Hp, n_out, lo, K,
@@ -134,6 +136,14 @@ def encode_2d_triton(x: torch.Tensor, weights: tuple, lo: int, K: int, L: int, S
     B, C, H, W = x.shape
     h, w = H // S, W // S
     Hp = S * (h - 1) + K
+    per_image = C * max(H * W, S * Hp * w)         # largest flat index per image (input or pass-W bands)
+    if B * per_image >= _INDEX_LIMIT:              # the kernels index in int32: split the batch
+        if per_image >= _INDEX_LIMIT:
+            raise ValueError(f"one {C}×{H}×{W} image is too large for the Triton encode (int32 indexing); "
+                             "use method='sep'")
+        n = (_INDEX_LIMIT - 1) // per_image
+        return torch.cat([encode_2d_triton(x[i:i + n], weights, lo, K, L, S, precision, tile, compand)
+                          for i in range(0, B, n)])
     KP, NB = wt.shape
     LP = bp.shape[0]
     dev = x.device
