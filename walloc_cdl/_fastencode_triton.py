@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .fastencode import banded_matrix
+
 _INDEX_LIMIT = 2 ** 31   # flat indices must stay below this (int32 arithmetic in the kernels)
 
 
@@ -117,11 +119,8 @@ def tile_shape(S: int, K: int) -> tuple[int, int]:
 def tile_weights(MW: torch.Tensor, S: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Banded (NIN, S·BK) matrix and (S·BK,) bias of ``_pass_w_tile``: column (band s, position k)
     holds band s's taps at rows S·k .. S·k + K - 1 of the block's input span."""
-    K = MW.shape[1]
-    BK, NIN = tile_shape(S, K)
-    A = torch.zeros(NIN, S, BK, dtype=torch.float64)
-    for k in range(BK):
-        A[S * k: S * k + K, :, k] = (MW * scale).T
+    BK, NIN = tile_shape(S, MW.shape[1])
+    A = banded_matrix((MW * scale).double().unsqueeze(1), S, BK, NIN)       # (1, NIN, S, BK)
     b = (-0.5 * MW.sum(1) if scale != 1.0 else torch.zeros(S, dtype=torch.float64)).repeat_interleave(BK)
     return A.reshape(NIN, S * BK), b
 

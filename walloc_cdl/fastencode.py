@@ -271,18 +271,28 @@ def _result(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype == torch.float64 else t.float()
 
 
+def banded_matrix(M: torch.Tensor, S: int, m: int, span: int) -> torch.Tensor:
+    """(F, span, G, m) matrix of stride-S filtering for a block of m output positions.
+
+    ``M`` is (G, F, K): G outputs from F inputs with K taps.  Output position ``pos`` reads inputs
+    [S pos, S pos + K) of the block's input span; indexed (input f, span offset, output g, pos).
+    """
+    G, Fn, K = M.shape
+    T = torch.zeros(Fn, span, G, m, dtype=M.dtype, device=M.device)
+    for pos in range(m):
+        T[:, S * pos: S * pos + K, :, pos] = M.permute(1, 2, 0)
+    return T
+
+
 def _toeplitz_blocks(M: torch.Tensor, S: int, P: int) -> torch.Tensor:
     """(2, F·P, G·m) pair of block-Toeplitz matrices for stride-S filtering in blocks of P = S·m.
 
-    ``M`` is (G, F, K): G outputs from F inputs with K taps.  Output position ``pos`` of block i reads
-    inputs [P i + S pos, P i + S pos + K) of the window [P i, P i + 2P); rows are (input f, window offset),
-    columns (output g, pos); the two matrices multiply block i and block i + 1.
+    Output position ``pos`` of block i reads inputs [P i + S pos, P i + S pos + K) of the window
+    [P i, P i + 2P) (:func:`banded_matrix` with span 2P); rows are (input f, window offset), columns
+    (output g, pos); the two matrices multiply block i and block i + 1.
     """
-    G, Fn, K = M.shape
-    m = P // S
-    T = torch.zeros(Fn, 2 * P, G, m, dtype=M.dtype, device=M.device)
-    for pos in range(m):
-        T[:, S * pos: S * pos + K, :, pos] = M.permute(1, 2, 0)
+    Fn, G, m = M.shape[1], M.shape[0], P // S
+    T = banded_matrix(M, S, m, 2 * P)
     return T.reshape(Fn, 2, P, G * m).transpose(0, 1).reshape(2, Fn * P, G * m)
 
 
