@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from walloc_cdl import Codec1D, Codec2D, save_codec
+from walloc_cdl import Codec1D, Codec2D, load_codec, save_codec
 from walloc_cdl.cli import main as cli
 from walloc_cdl.data.encode import EncodeOptions, encode_dataset
 from walloc_cdl.data.loader import LatentDataset
@@ -243,3 +243,8 @@ def test_cli_splits_containers_and_existing_output(tmp_path, codecs, idx_files, 
     other = Codec2D(channels=1, J=2, Ne=None, Nd=32, latent_dim=4, latent_bits=8, lightweight_encode=True)
     with pytest.raises(RuntimeError, match="another codec"):
         encode_dataset(IdxSource(images), out, other, "other", EncodeOptions(split="val", progress=False))
+    tuned = load_codec(codecs["paths"]["gray"])  # a decoder fine-tune keeps the latents: it may add a split
+    with torch.no_grad():
+        next(tuned.decoder.parameters()).add_(0.1)
+    encode_dataset(IdxSource(images), out, tuned, "gray-tuned", EncodeOptions(split="val", progress=False, limit=10))
+    assert read_info(out)["splits"]["val"]["num_samples"] == 10

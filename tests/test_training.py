@@ -186,6 +186,48 @@ def test_cli_trains_saves_half_decoder_and_resumes(photo_folder, tmp_path):
     assert steps == [3, 6, 9]  # the resumed run continues the log at step 7
 
 
+def test_cli_fine_tunes_from_init_with_a_frozen_encoder(photo_folder, tmp_path):
+    base = ["--data", str(photo_folder), "--crop", "32", "--batch-size", "4", "--val-size", "4", "--no-progress",
+            "--device", "cpu", "--lr", "5e-3", "--warmup", "1", "--keep-last"]
+    assert cli_main(["train-codec", "--channels", "3", "--J", "2", "--latent-dim", "12", "--Nd", "32", "--steps", "3",
+                     "--out", str(tmp_path / "a"), "--name", "start"] + base) == 0
+    start_path = tmp_path / "a" / "start.safetensors"
+    start = load_codec(start_path)
+    x = smooth_images(2, 32, seed=5)
+    for frozen, out in ((True, tmp_path / "b"), (False, tmp_path / "c")):
+        args = ["train-codec", "--init", str(start_path), "--steps", "4", "--out", str(out)] + base
+        assert cli_main(args + (["--freeze-encoder"] if frozen else [])) == 0
+        tuned = load_codec(out / "start.safetensors")  # the name comes from the starting file
+        card = json.loads((out / "start.json").read_text())
+        init = card["training"]["init"]
+        assert init["from"] == str(start_path) and init["training"]["steps"] == 3
+        assert card["training"].get("encoder_frozen", False) is frozen and card["training"]["steps"] == 4
+        same_latents = torch.equal(tuned.encode(x), start.encode(x))
+        same_weights = torch.equal(tuned.encoder[0].weight, start.encoder[0].weight)
+        assert same_latents and same_weights if frozen else not same_weights
+        assert not torch.equal(tuned.decode(start.encode(x)), start.decode(start.encode(x)))  # the decoder did train
+
+
+def test_cli_init_refuses_contradicting_sizes_and_unknown_codecs(photo_folder, tmp_path):
+    with pytest.raises(SystemExit, match="contradicts --init rgb-16x"):
+        cli_main(["train-codec", "--init", "rgb-16x", "--J", "2", "--data", str(photo_folder), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="not a file and not a shipped codec"):
+        cli_main(["train-codec", "--init", str(tmp_path / "nope.safetensors"), "--data", str(photo_folder),
+                  "--out", str(tmp_path)])
+
+
+def test_train_freeze_encoder_keeps_the_encoder_bit_identical(tmp_path):
+    torch.manual_seed(0)
+    codec = Codec2D(3, 2, None, 32, 12, 8, True)
+    sampler = CropSampler([((smooth_images(1, 64, seed=i)[0] + 0.5) * 255).round().to(torch.uint8) for i in range(2)],
+                          crop=32, seed=0)
+    before = {k: v.clone() for k, v in codec.encoder.state_dict().items()}
+    cfg = TrainConfig(steps=3, batch_size=4, warmup=1, lr=1e-2, val_every=10, checkpoint_every=10, freeze_encoder=True,
+                      keep_best=False)
+    train(codec, sampler, cfg, tmp_path, progress=False, log=lambda s: None)
+    assert all(torch.equal(v, before[k]) for k, v in codec.encoder.state_dict().items())
+
+
 def test_cli_trains_audio_folder(tmp_path):
     sf = pytest.importorskip("soundfile")
     d = tmp_path / "audio"

@@ -21,6 +21,7 @@ def describe(name_or_path: str) -> dict:
         "encoder_params": n_enc,
         "decoder_params": n_dec,
         "weights_sha256": state_dict_sha256(codec),
+        "encoder_sha256": state_dict_sha256(codec.encoder),  # equal = equal latents
     }
     if str(name_or_path) in list_codecs():
         card = codec_card(str(name_or_path))

@@ -388,7 +388,8 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
             _clear_split(root, o.split)
         if rank == 0 and (root / INFO_NAME).exists():
             old = read_info(root).get("codec", {})
-            if old and old.get("weights_sha256") != block["weights_sha256"]:
+            key = "encoder_sha256" if old.get("encoder_sha256") else "weights_sha256"  # same encoder = same latents
+            if old and old.get(key) != block[key]:
                 raise RuntimeError(f"{root}/{INFO_NAME} belongs to another codec ({old.get('name')!r}); "
                                    "encode into a new folder")
         _barrier(group)

@@ -158,11 +158,16 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 
 def codec_block(codec: torch.nn.Module, name: str | None = None, container: str = "npy") -> dict[str, Any]:
-    """What a reader needs to know about the codec: name, config, weights fingerprint, container."""
+    """What a reader needs to know about the codec: name, config, weights fingerprint, container.
+
+    ``encoder_sha256`` fingerprints the encoder alone: equal values mean equal latents, so a codec whose
+    decoder was fine-tuned (``train-codec --freeze-encoder``) still matches shards made before.
+    """
     from ..checkpoints import state_dict_sha256
 
     return {"name": name or "", "class": type(codec).__name__, "config": dict(codec.config),
-            "weights_sha256": state_dict_sha256(codec), "container": container,
+            "weights_sha256": state_dict_sha256(codec), "encoder_sha256": state_dict_sha256(codec.encoder),
+            "container": container,
             "latent_bits": int(codec.latent_bits), "downsampling": int(codec.downsampling)}
 
 

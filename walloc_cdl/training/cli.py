@@ -6,6 +6,11 @@ Examples::
     walloc-cdl train-codec --preset stereo-5x --data music/ --out runs/st5 --steps 20000 --device cuda
     walloc-cdl train-codec --channels 6 --J 3 --latent-dim 24 --Nd 128 --data tiffs/ --out runs/ms
     walloc-cdl train-codec --preset rgb-16x --data photos/ --out runs/rgb16 --resume
+    walloc-cdl train-codec --init rgb-16x --freeze-encoder --data my_photos/ --out runs/rgb16-mine --time-budget 3600
+
+``--init`` fine-tunes a trained codec (a shipped name or a saved file) instead of starting from the closed
+form; with ``--freeze-encoder`` only the decoder trains, so latents stay bit-identical and latent shards and
+models built with the starting codec stay valid.
 
 ``--data`` takes image folders, saved HF datasets / data files, WebDataset tars, idx files or audio
 folders (anything :func:`walloc_cdl.data.sources.open_source` reads), several at once.
@@ -22,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoints import save_codec
+from ..checkpoints import codec_card, list_codecs, load_codec, save_codec, state_dict_sha256
 from ..codec import build_codec
 from .batches import CropSampler, SegmentSampler, load_items
 from .pca import cap_gains, init_linear_decoder, init_linear_encoder, init_post_filter, linear_reconstruction, wavelet_pca
@@ -41,6 +46,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--latent-bits", type=int, help="bits per latent entry (8 fits image containers)")
     g.add_argument("--Nd", type=int, help="decoder width (multiple of 32 for 2D; of latent-dim for 1D)")
     g.add_argument("--no-post-filter", action="store_true", help="1D: no 129-tap post filter")
+    g.add_argument("--init", metavar="CODEC",
+                   help="fine-tune this trained codec (shipped name, .safetensors, or official .pth + .json) "
+                        "instead of starting from the closed form; its config is used")
+    g.add_argument("--freeze-encoder", action="store_true",
+                   help="train the decoder only: latents stay bit-identical to the starting codec's, so "
+                        "latent datasets and models made with it stay valid (use with --init)")
     d = p.add_argument_group("data")
     d.add_argument("--data", nargs="+", required=True,
                    help="training sources (folders, tars, HF datasets, idx); several share the batches equally")
@@ -85,9 +96,16 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _resolve(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(codec config, data/training defaults) from the preset and explicit options."""
+def _resolve(args: argparse.Namespace, init_cfg: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(codec config, data/training defaults) from the preset and explicit options (or the ``--init`` codec)."""
     base = preset(args.preset) if args.preset else {"codec": {}, "kind": None}
+    if init_cfg is not None:
+        for key in ("channels", "J", "latent_dim", "latent_bits", "Nd"):
+            val = getattr(args, key)
+            if val is not None and val != init_cfg.get(key):
+                raise SystemExit(f"train-codec: --{key.replace('_', '-')} {val} contradicts --init {args.init} "
+                                 f"({key} = {init_cfg.get(key)}); drop it to fine-tune that codec as it is")
+        base = {**base, "codec": dict(init_cfg)}
     cfg = dict(base["codec"])
     ndim = args.ndim or (1 if "post_filter" in cfg else 2)
     for key, val in (("channels", args.channels), ("J", args.J), ("latent_dim", args.latent_dim),
@@ -113,13 +131,19 @@ def _resolve(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg, extra = _resolve(args)
+    init = _load_init(args.init) if args.init else None
+    if init is not None and args.preset is None and args.init in PRESETS:
+        args.preset = args.init  # a shipped codec fine-tunes with its own crops and batch by default
+    if args.freeze_encoder and init is None and args.resume:
+        raise SystemExit("train-codec: --freeze-encoder with --resume needs the same --init as the first run")
+    cfg, extra = _resolve(args, init.config if init is not None else None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = args.name or args.preset or "codec"
+    name = args.name or args.preset or (_init_name(args.init) if init is not None else "codec")
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    codec = build_codec(cfg).to(device)
+    codec = (init if init is not None else build_codec(cfg)).to(device)
+    encoder_sha = state_dict_sha256(codec.encoder)
     kind, progress = extra["kind"], not args.no_progress
     sources: list[int] = []
     items = load_items(args.data, kind, cfg["channels"], device, args.sample_rate, args.max_side, progress=progress,
@@ -137,7 +161,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{name}: {cfg}; {len(items)} training items on {device}; validation: {val_from}")
 
     closed: dict[str, Any] = {}
-    if not args.resume:
+    if init is not None:
+        closed = {"none": f"fine-tuned from {args.init}"}
+        print(f"fine-tuning {args.init} (no closed form){'; encoder frozen' if args.freeze_encoder else ''}")
+    elif not args.resume:
         pca = wavelet_pca(codec, (sampler.sample(extra["batch_size"]) for _ in range(args.pca_batches)))
         step = args.step or pca.step_for(extra["rho"])
         gain = init_linear_encoder(codec, pca, step)
@@ -156,16 +183,50 @@ def run(args: argparse.Namespace) -> int:
     tc = TrainConfig(steps=args.steps, batch_size=extra["batch_size"], lr=args.lr, warmup=args.warmup,
                      weight_decay=args.weight_decay, tf_weight=args.tf_weight, time_budget=args.time_budget,
                      decoder_only_steps=(args.decoder_only_steps if args.decoder_only_steps is not None
-                                         else args.steps // 10),
+                                         else 0 if init is not None else args.steps // 10),
+                     freeze_encoder=args.freeze_encoder,
                      amp=not args.no_amp, keep_best=not args.keep_last, pin_encoder_gain=not args.free_encoder_gain, val_every=args.val_every,
                      checkpoint_every=args.checkpoint_every, seed=args.seed)
     summary = train(codec, sampler, tc, out, val=val, resume=args.resume, progress=progress)
+    if args.freeze_encoder:
+        if state_dict_sha256(codec.encoder) != encoder_sha:  # a bug here would silently invalidate users' shards
+            raise RuntimeError("train-codec: the encoder changed under --freeze-encoder")
+        summary["encoder_frozen"] = True
     card = {"name": name, "created": _dt.date.today().isoformat(),
             "training": {"data": [str(d) for d in args.data], "items": len(items), "kind": kind,
                          **({"crop": extra["crop"], "min_scale": extra["min_scale"]} if kind == "image"
                             else {"segment": extra["segment"], "sample_rate": args.sample_rate}),
-                         "validation": val_from, "closed_form": closed, **summary},
+                         "validation": val_from, "closed_form": closed,
+                         **({"init": _init_record(args.init, codec, encoder_sha)} if init is not None else {}), **summary},
             "storage": "decoder fp16, encoder fp32" if args.half else "fp32"}
     path = save_codec(codec, out / f"{name}.safetensors", metadata=card, half_decoder=args.half)
     print(json.dumps({"saved": str(path), "val_psnr": summary["val_psnr"], "steps": summary["steps"]}))
     return 0
+
+
+def _load_init(spec: str) -> torch.nn.Module:
+    try:
+        return load_codec(spec).train()
+    except FileNotFoundError as e:
+        raise SystemExit(f"train-codec: --init {spec}: not a file and not a shipped codec ({', '.join(list_codecs())})") from e
+
+
+def _init_name(spec: str) -> str:
+    return Path(spec).stem if spec not in list_codecs() else spec
+
+
+def _init_record(spec: str, codec: torch.nn.Module, encoder_sha: str) -> dict[str, Any]:
+    """Where a fine-tune started: the codec, its encoder's hash (equal hashes = equal latents) and its training."""
+    rec: dict[str, Any] = {"from": spec, "encoder_sha256": encoder_sha}
+    card = codec_card(spec) if spec in list_codecs() else _card_beside(Path(spec))
+    if card:
+        rec["training"] = card.get("training")
+    return rec
+
+
+def _card_beside(path: Path) -> dict[str, Any] | None:
+    js = path.with_suffix(".json")
+    try:
+        return json.loads(js.read_text()) if js.exists() else None
+    except (OSError, ValueError):
+        return None

@@ -52,6 +52,7 @@ class TrainConfig:
     warmup: int = 200
     weight_decay: float = 1e-2
     decoder_only_steps: int = 0
+    freeze_encoder: bool = False
     tf_weight: float = 0.0
     time_budget: float | None = None
     amp: bool = True
@@ -185,7 +186,11 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
     opt = torch.optim.AdamW([{"params": enc_params}, {"params": dec_params}], lr=cfg.lr,
                             weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     conv = _encoder_conv(codec)
-    pinned = _row_norms(conv.weight.detach()).clone() if (conv is not None and cfg.pin_encoder_gain) else None
+    pinned = (_row_norms(conv.weight.detach()).clone()
+              if (conv is not None and cfg.pin_encoder_gain and not cfg.freeze_encoder) else None)
+    if cfg.freeze_encoder:  # no gradient, no optimizer state, no weight decay: the latents stay bit-identical
+        for p in enc_params:
+            p.requires_grad_(False)
 
     start, elapsed0, history = 0, 0.0, []
     if resume:
@@ -206,7 +211,10 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
     step, last_val, loss_ema = start, val_psnr_start, None
     best_val, best_step = val_psnr_start, start
     best_state = _snapshot(codec) if (cfg.keep_best and val is not None) else None
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
+    # a wall-clock budget ends the run long before cfg.steps: then the bar counts seconds, so its ETA is true
+    by_time = bool(cfg.time_budget)
+    bar = tqdm(total=round(cfg.time_budget) if by_time else cfg.steps, initial=round(elapsed0) if by_time else start,
+               unit="s" if by_time else "it", disable=not progress, desc="train", dynamic_ncols=True)
     try:
         while step < cfg.steps:
             elapsed = time.perf_counter() - t0
@@ -216,7 +224,7 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
                     break
                 progress_frac = max(progress_frac, elapsed / cfg.time_budget)
             f = lr_factor(step, progress_frac, cfg)
-            train_encoder = step >= cfg.decoder_only_steps
+            train_encoder = step >= cfg.decoder_only_steps and not cfg.freeze_encoder
             for i, group in enumerate(opt.param_groups):
                 group["lr"] = cfg.lr * f * (1.0 if (i == 1 or train_encoder) else 0.0)
             x = sampler.sample(cfg.batch_size)
@@ -234,9 +242,9 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
             li = loss.item() if (step % 25 == 0 or step == cfg.steps) else None
             if li is not None:
                 loss_ema = li if loss_ema is None else 0.9 * loss_ema + 0.1 * li
-                bar.set_postfix(loss=f"{loss_ema:.2e}", psnr=f"{10 * math.log10(1 / max(loss_ema, 1e-12)):.2f}",
+                bar.set_postfix(step=step, loss=f"{loss_ema:.2e}", psnr=f"{10 * math.log10(1 / max(loss_ema, 1e-12)):.2f}",
                                 val=f"{last_val:.2f}" if last_val else "-", lr=f"{cfg.lr * f:.1e}")
-            bar.update(1)
+            bar.update(min(round(time.perf_counter() - t0), bar.total) - bar.n if by_time else 1)
             if val is not None and step % cfg.val_every == 0:
                 last_val = psnr(reconstruct(codec, val), val)
                 if best_state is not None and last_val > best_val:
