@@ -9,10 +9,10 @@ from PIL import Image
 
 from walloc_cdl import Codec1D, Codec2D, load_codec
 from walloc_cdl.cli import main as cli_main
-from walloc_cdl.training.batches import CropSampler, SegmentSampler
+from walloc_cdl.training.batches import CropSampler, MixedSampler, SegmentSampler
 from walloc_cdl.training.pca import (cap_gains, companding_slope, init_linear_decoder, init_linear_encoder, init_post_filter,
                                      linear_reconstruction, wavelet_pca)
-from walloc_cdl.training.trainer import TrainConfig, lr_factor, psnr, save_preview, train
+from walloc_cdl.training.trainer import TrainConfig, lr_factor, psnr, save_preview, train, val_psnr
 
 
 def smooth_images(n: int, size: int = 32, channels: int = 3, seed: int = 0) -> torch.Tensor:
@@ -132,6 +132,19 @@ def test_samplers_shapes_ranges_and_fixed_batches_do_not_disturb_training_stream
     assert y.shape == (8, 2, 256) and y.abs().max() <= 0.4 + 1e-6
 
 
+def test_mixed_sampler_cycles_crop_sizes_at_equal_pixels_and_validates_each():
+    imgs = [((smooth_images(1, 96, seed=i)[0] + 0.5) * 255).round().to(torch.uint8) for i in range(2)]
+    m = MixedSampler([CropSampler(imgs, 16, seed=0), CropSampler(imgs, 64, seed=1)])
+    shapes = [tuple(m.sample(32).shape) for _ in range(4)]
+    assert shapes == [(32, 3, 16, 16), (2, 3, 64, 64)] * 2  # 32 x 16^2 = 2 x 64^2 pixels
+    val = m.fixed(3)
+    assert [tuple(v.shape) for v in val] == [(3, 3, 16, 16), (3, 3, 64, 64)]
+    assert all(torch.equal(a, b) for a, b in zip(val, m.fixed(3)))
+    codec = Codec2D(3, 2, None, 32, 12, 8, True)
+    each = [val_psnr(codec, v) for v in val]
+    assert val_psnr(codec, val) == pytest.approx(sum(each) / 2)
+
+
 def test_train_pins_gain_keeps_best_and_writes_checkpoints(tmp_path):
     torch.manual_seed(0)
     codec = Codec2D(3, 2, None, 32, 12, 8, True)
@@ -206,6 +219,16 @@ def test_cli_fine_tunes_from_init_with_a_frozen_encoder(photo_folder, tmp_path):
         same_weights = torch.equal(tuned.encoder[0].weight, start.encoder[0].weight)
         assert same_latents and same_weights if frozen else not same_weights
         assert not torch.equal(tuned.decode(start.encode(x)), start.decode(start.encode(x)))  # the decoder did train
+
+
+def test_cli_trains_with_two_crop_sizes(photo_folder, tmp_path):
+    out = tmp_path / "mix"
+    assert cli_main(["train-codec", "--channels", "3", "--J", "2", "--latent-dim", "12", "--Nd", "32", "--data",
+                     str(photo_folder), "--out", str(out), "--crop", "16", "32", "--batch-size", "8", "--steps", "4",
+                     "--val-size", "2", "--val-every", "2", "--no-progress", "--device", "cpu", "--name", "mix"]) == 0
+    card = json.loads((out / "mix.json").read_text())
+    assert card["training"]["crop"] == [16, 32] and card["training"]["closed_form"]["val_psnr_linear"] > 10
+    assert sorted(p.name for p in out.glob("preview_*.png"))  # previews of the largest size
 
 
 def test_cli_init_refuses_contradicting_sizes_and_unknown_codecs(photo_folder, tmp_path):

