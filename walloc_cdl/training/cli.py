@@ -32,7 +32,7 @@ from ..codec import build_codec
 from .batches import CropSampler, MixedSampler, SegmentSampler, load_items
 from .pca import cap_gains, init_linear_decoder, init_linear_encoder, init_post_filter, linear_reconstruction, wavelet_pca
 from .presets import PRESETS, preset
-from .trainer import TrainConfig, psnr, train
+from .trainer import TrainConfig, train, val_psnr
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -165,7 +165,6 @@ def run(args: argparse.Namespace) -> int:
 
     closed: dict[str, Any] = {}
     if init is not None:
-        closed = {"none": f"fine-tuned from {args.init}"}
         print(f"fine-tuning {args.init} (no closed form){'; encoder frozen' if args.freeze_encoder else ''}")
     elif not args.resume:
         pca = wavelet_pca(codec, (sampler.sample(extra["batch_size"]) for _ in range(args.pca_batches)))
@@ -179,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         kept = float(pca.variances[: cfg["latent_dim"]].sum() / pca.variances.sum())
         closed = {"rho": None if args.step else extra["rho"], "step": step, "gain": gain, "headroom": extra["headroom"] or None,
                   "capped_channels": capped, "positions": pca.n_samples,
-                  "variance_kept": kept, "val_psnr_linear": _mean_psnr(lambda v: linear_reconstruction(codec, pca, v), val)}
+                  "variance_kept": kept, "val_psnr_linear": val_psnr(codec, val, lambda v: linear_reconstruction(codec, pca, v))}
         print(f"closed form: PCA keeps {100 * kept:.2f}% of the variance; linear codec val PSNR "
               f"{closed['val_psnr_linear']:.2f} dB (step {step:.4g}, gain {gain:.3g}, {capped} channels capped "
               f"to the companding headroom)")
@@ -229,8 +228,3 @@ def _card_beside(path: Path) -> dict[str, Any] | None:
         return json.loads(js.read_text()) if js.exists() else None
     except (OSError, ValueError):
         return None
-
-
-def _mean_psnr(reconstruct: Any, val: Any) -> float:
-    vals = [val] if isinstance(val, torch.Tensor) else list(val)
-    return sum(psnr(reconstruct(v), v) for v in vals) / len(vals)

@@ -85,10 +85,12 @@ def reconstruct(codec: Codec1D | Codec2D, x: torch.Tensor, chunk: int = 16) -> t
     return out
 
 
-def val_psnr(codec: Codec1D | Codec2D, val: torch.Tensor | Sequence[torch.Tensor]) -> float:
-    """Eval-mode PSNR of ``val``; for a list (one batch per crop size) the mean over sizes, so each counts alike."""
+def val_psnr(codec: Codec1D | Codec2D, val: torch.Tensor | Sequence[torch.Tensor],
+             rebuild: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Eval-mode PSNR of ``val`` (or of ``rebuild(val)``); for a list (one batch per crop size) the mean over
+    sizes, so each counts alike."""
     vals = [val] if isinstance(val, torch.Tensor) else list(val)
-    return sum(psnr(reconstruct(codec, v), v) for v in vals) / len(vals)
+    return sum(psnr(rebuild(v) if rebuild else reconstruct(codec, v), v) for v in vals) / len(vals)
 
 
 def _forward(codec: Codec1D | Codec2D, x: torch.Tensor, amp: bool, train_encoder: bool,
