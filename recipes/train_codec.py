@@ -9,6 +9,9 @@ Three steps; the middle one is where a GPU helps, the others run anywhere::
         --budget rgb-16x=120 rgb-4x=110 gray-16x=35 gray-4x=35 stereo-20x=80 stereo-5x=80
     # 3. held-out figures into each card, then copy into the package
     python recipes/train_codec.py evaluate runs/shipped/*/*.safetensors --install
+    # optional: more decoder training later, latents unchanged (how the shipped rgb-16x and gray decoders
+    # were last improved; the exact commands are in each card's training.command)
+    walloc-cdl train-codec --init rgb-16x --freeze-encoder --data .train_data/photos --out runs/ft --time-budget 5700
 
 Each preset is one ``walloc-cdl train-codec`` call (see ``walloc-cdl train-codec --help``), so the same
 flags train a codec on your own folder.  Training data: the 35 training photos (long side <= 1024 px,

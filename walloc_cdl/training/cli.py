@@ -125,7 +125,7 @@ def _resolve(args: argparse.Namespace, init_cfg: dict[str, Any] | None = None) -
     if missing:
         raise SystemExit(f"train-codec: missing {', '.join('--' + m.replace('_', '-') for m in missing)}")
     kind = "audio" if ndim == 1 else "image"
-    extra = {"kind": kind, "crop": args.crop or [base.get("crop", 256)], "segment": args.segment or base.get("segment", 2 ** 15),
+    extra = {"kind": kind, "crop": args.crop or _as_list(base.get("crop", 256)), "segment": args.segment or base.get("segment", 2 ** 15),
              "min_scale": args.min_scale if args.min_scale is not None else base.get("min_scale", 1.0),
              "rho": args.rho if args.rho is not None else base.get("rho", 0.1),
              "headroom": args.headroom if args.headroom is not None else base.get("headroom", 2.5 if kind == "audio" else 0.0),
@@ -228,3 +228,7 @@ def _card_beside(path: Path) -> dict[str, Any] | None:
         return json.loads(js.read_text()) if js.exists() else None
     except (OSError, ValueError):
         return None
+
+
+def _as_list(crop: int | tuple[int, ...] | list[int]) -> list[int]:
+    return list(crop) if isinstance(crop, (tuple, list)) else [crop]
