@@ -152,8 +152,9 @@ class MixedSampler(_Sampler):
 
     The decoder's mid-block attention spans the whole latent grid, so a decoder that only ever saw 7×7
     grids (28² crops at J = 2) falls apart on a photo's 80×128 grid (gray-4x: 20.9 dB whole, 27.0 dB decoded
-    in 28² tiles). Cycling 28² and 128² crops teaches it both. ``batch`` counts crops of the first size;
-    a crop of side c gets ``batch * (c0 / c)^2`` items.
+    in 28² tiles). Cycling small and large crops (the gray presets: 28², 64², 192²) fixed it, up to the
+    held-out photos' 256×160 grids (RESULTS.md). ``batch`` counts crops of the first size; a crop of side
+    c gets ``batch * (c0 / c)^2`` items.
     """
 
     def __init__(self, samplers: Sequence[CropSampler]):

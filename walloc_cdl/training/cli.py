@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     codec = (init if init is not None else build_codec(cfg)).to(device)
-    encoder_sha = state_dict_sha256(codec.encoder)
+    encoder_sha = state_dict_sha256(codec.encoder) if init is not None else ""  # before training moves it
     kind, progress = extra["kind"], not args.no_progress
     sources: list[int] = []
     items = load_items(args.data, kind, cfg["channels"], device, args.sample_rate, args.max_side, progress=progress,
