@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     codec = (init if init is not None else build_codec(cfg)).to(device)
-    encoder_sha = state_dict_sha256(codec.encoder) if init is not None else ""  # before training moves it
+    # read before training: the start's encoder hash, and its card (which --out may later overwrite)
+    init_rec = _init_record(args.init, state_dict_sha256(codec.encoder)) if init is not None else None
     kind, progress = extra["kind"], not args.no_progress
     sources: list[int] = []
     items = load_items(args.data, kind, cfg["channels"], device, args.sample_rate, args.max_side, progress=progress,
@@ -195,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
                          **({"crop": extra["crop"][0] if len(extra["crop"]) == 1 else extra["crop"], "min_scale": extra["min_scale"]} if kind == "image"
                             else {"segment": extra["segment"], "sample_rate": args.sample_rate}),
                          "validation": val_from, "closed_form": closed,
-                         **({"init": _init_record(args.init, codec, encoder_sha)} if init is not None else {}), **summary},
+                         **({"init": init_rec} if init_rec else {}), **summary},
             "storage": "decoder fp16, encoder fp32" if args.half else "fp32"}
     path = save_codec(codec, out / f"{name}.safetensors", metadata=card, half_decoder=args.half)
     print(json.dumps({"saved": str(path), "val_psnr": summary["val_psnr"], "steps": summary["steps"]}))
@@ -213,7 +214,7 @@ def _init_name(spec: str) -> str:
     return Path(spec).stem if spec not in list_codecs() else spec
 
 
-def _init_record(spec: str, codec: torch.nn.Module, encoder_sha: str) -> dict[str, Any]:
+def _init_record(spec: str, encoder_sha: str) -> dict[str, Any]:
     """Where a fine-tune started: the codec, its encoder's hash (equal hashes = equal latents) and its training."""
     rec: dict[str, Any] = {"from": spec, "encoder_sha256": encoder_sha}
     card = codec_card(spec) if spec in list_codecs() else _card_beside(Path(spec))
