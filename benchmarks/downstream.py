@@ -16,6 +16,7 @@ benchmark's own training inputs, no labels) and says so in the JSON.
     python benchmarks/downstream.py --suite cpu --benchmarks instruments --no-latent --no-down --roundtrip
                                      # the full model on decoded and resized-back test sets: what each keeps
     python benchmarks/downstream.py --export-assets .benchassets       # fonts/photos/Fashion-MNIST subset
+    python benchmarks/downstream.py ... --resume                       # after a crash: same command + --resume
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from walloc_cdl.benchdata import load_benchmark  # noqa: E402
 from walloc_cdl.compare import CompareConfig, format_table, run_comparison  # noqa: E402
+from walloc_cdl.runstate import RunLedger  # noqa: E402
 from walloc_cdl.models.stems import STEMS  # noqa: E402
 
 # benchmark -> (load kwargs, model, reductions, epochs, batch size, lr) per suite
@@ -130,6 +132,12 @@ def main() -> int:
                     help="override the training-set size (distinct samples; a longer budget at 1 epoch)")
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--verbose", action="store_true", help="print each run's accuracy as it finishes")
+    ap.add_argument("--state", default="runs/downstream_state",
+                    help="folder for finished runs and checkpoints of the run in flight (one subfolder a benchmark)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run: finished runs with the same data, model, budget and codec are "
+                         "reused, the one cut short restarts from its last checkpoint (every --checkpoint-every min)")
+    ap.add_argument("--checkpoint-every", type=float, default=10.0, metavar="MIN")
     args = ap.parse_args()
     if args.stems and args.no_latent:  # fail now, not after hours of training
         ap.error("--stems measures the latent variant; it cannot be combined with --no-latent")
@@ -166,6 +174,10 @@ def main() -> int:
             load_kw = dict(load_kw, n_train=args.n_train)
         if name == "fashion-mnist" and args.assets:
             load_kw = dict(load_kw, root=str(Path(args.assets) / "fashion-mnist"))
+        try:
+            ledger = RunLedger(Path(args.state) / name, args.resume, 60 * args.checkpoint_every)
+        except FileExistsError as e:
+            raise SystemExit(str(e)) from None
         t0 = time.perf_counter()
         bench = load_benchmark(name, **load_kw)
         codecs, sources = resolve_codecs(bench, args.codecs, device)
@@ -178,7 +190,7 @@ def main() -> int:
         res = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
                              stem=args.stem, include_full=not args.no_full, progress=args.verbose,
                              include_decoded=args.decoded, include_down=not args.no_down, roundtrip=roundtrip,
-                             magnitude=args.magnitude)
+                             magnitude=args.magnitude, ledger=ledger)
         res["codec_sources"] = sources
         res["wall_s"] = time.perf_counter() - t0
         res.pop("runs")
@@ -189,13 +201,14 @@ def main() -> int:
             for stem in STEMS:
                 r16 = {16.0: codecs[16.0]}
                 s = run_comparison(bench, model, [16.0], args.seeds[:1], cfg, device, r16, stem=stem,
-                                   include_full=False, include_down=False, progress=False)
+                                   include_full=False, include_down=False, progress=False, ledger=ledger)
                 row = next(x for x in s["summary"] if x["kind"] == "latent")
                 stems[stem] = {k: row[k] for k in ("acc_mean", "samples_per_s", "peak_mem_mb", "params")}
             report["results"][name]["stems"] = stems
             print(f"stems: {json.dumps(stems)}", file=sys.stderr)
         if args.out:  # after every benchmark, so a run cut short keeps what finished
             Path(args.out).write_text(json.dumps(report, indent=2))
+        ledger.complete()
     print(json.dumps(report, indent=2))
     return 0
 

@@ -212,3 +212,36 @@ def test_user_folder_and_shards(tmp_path):
     res = json.loads((tmp_path / "o2" / "results.json").read_text())
     (row,) = res["summary"]
     assert row["kind"] == "latent" and row["input_shape"] == [2, 8, 8] and res["train_size"] == 40
+
+
+def test_cli_resumes_an_interrupted_comparison(tmp_path, monkeypatch, capsys):
+    from walloc_cdl import cli, compare
+    from walloc_cdl.checkpoints import save_codec
+
+    root = _bar_folder(tmp_path / "data")
+    codec = Codec2D(channels=1, J=2, Ne=None, Nd=32, latent_dim=2, latent_bits=8, lightweight_encode=True)
+    path = save_codec(codec, tmp_path / "g.safetensors")
+    out = tmp_path / "out"
+    cmd = ["compare", "--data", str(root / "train"), "--test-data", str(root / "test"), "--size", "32",
+           "--codec", f"8={path}", "--no-full", "--model", "resnet10t", "--epochs", "1", "--batch-size", "8",
+           "--out", str(out)]
+    real, calls = compare.train_and_evaluate, []
+
+    def dies_on_the_second_run(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(compare, "train_and_evaluate", dies_on_the_second_run)
+    assert cli.main(cmd) == 130
+    assert "--resume" in capsys.readouterr().err and not (out / "results.json").exists()
+    with pytest.raises(SystemExit, match="interrupted comparison"):
+        cli.main(cmd)  # starting over would throw the finished run away: refused
+    assert cli.main(cmd + ["--resume"]) == 0
+    assert len(calls) == 3  # latent-8x came from the ledger; down-8x trained
+    assert "1 finished run(s) reused" in capsys.readouterr().out
+    res = json.loads((out / "results.json").read_text())
+    assert [r["variant"] for r in res["runs"]] == ["latent-8x", "down-8x"]
+    assert cli.main(cmd) == 0  # a finished comparison may be started over without --resume
+    assert len(calls) == 5

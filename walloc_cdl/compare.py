@@ -16,6 +16,8 @@ of epochs and batch size, for each seed.  Reported per variant (mean ± std over
 (every test split), input values per sample, reduction vs full, training samples/s (model steps only),
 and peak training memory (CUDA peak; on the CPU an estimate: weights, gradients, AdamW state and
 activations saved for backward).  Under ``torchrun`` each rank trains on its share (DDP).
+Every finished run is recorded under ``OUT/state/`` and the run in flight is checkpointed every few
+minutes (:mod:`walloc_cdl.runstate`), so ``--resume`` continues a comparison cut short.
 
 Usage::
 
@@ -23,6 +25,7 @@ Usage::
     walloc-cdl compare --benchmark words --model resnet18 --reductions 4 16 --seeds 0 1 2 --device cuda
     walloc-cdl compare --data ./my_images --size 128 --codec 16=rgb-16x --codec 4=rgb-4x
     torchrun --nproc_per_node 2 -m walloc_cdl.compare --benchmark instruments
+    walloc-cdl compare --benchmark words ... --resume    # the same command again after a crash
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ import torch.nn.functional as F
 
 from .baselines import downsample_images, resample_audio, upsample_audio, upsample_images
 from .benchdata import BENCHMARKS, Benchmark, load_benchmark
+from .runstate import RunCheckpoint, RunLedger, data_fingerprint, signature
 from .schedule import warmup_cosine
 
 
@@ -257,10 +261,14 @@ def _autocast(device: torch.device, amp: bool):
 def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                        tests: dict[str, tuple[torch.Tensor, torch.Tensor]], cfg: CompareConfig, seed: int,
                        device: torch.device, progress: bool = True,
-                       extra_tests: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, Any]:
+                       extra_tests: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                       checkpoint: RunCheckpoint | None = None) -> dict[str, Any]:
     """Train ``model`` on (x, y) and score it on every test split; returns accuracies and costs.
 
     ``extra_tests`` are scored too (``acc_extra``) but kept out of ``acc``, which every variant shares.
+    ``checkpoint`` (:class:`walloc_cdl.runstate.RunCheckpoint`): continue from it when it exists, save
+    to it every few minutes and after the last step.  Batches are a function of (seed, epoch), so a
+    resumed run sees the same data in the same order.
     """
     from tqdm import tqdm
 
@@ -270,23 +278,40 @@ def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     if device.type == "cpu":
         n = min(cfg.batch_size, len(x))
         mem_est = estimate_train_memory(model, _normalize(x[:n], stats), y[:n])
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    core = model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     bs = min(cfg.batch_size, max(1, len(x) // world))
     steps_per_epoch = max(1, (len(x) // world) // bs)
     total = steps_per_epoch * cfg.epochs
     warm = max(1, int(cfg.warmup * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warm, s / max(1, total)))
+    timed_samples, timed_s, step, loss_sum, resumed_from = 0, 0.0, 0, 0.0, None
+    if checkpoint is not None and (saved := checkpoint.load(core, opt)) is not None:
+        step, timed_s, timed_samples = int(saved["step"]), float(saved["timed_s"]), int(saved["timed_samples"])
+        loss_sum, resumed_from = float(saved["loss_sum"]), step
+        if saved.get("total") != total:
+            raise RuntimeError(f"{checkpoint.path}: saved for {saved.get('total')} steps, this run has {total}")
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_acc = torch.zeros((), dtype=torch.float64, device=device)  # final epoch's loss, summed on the device
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    timed_samples, timed_s, step = 0, 0.0, 0
-    bar = tqdm(total=total, desc="train", leave=False, disable=not progress or rank != 0, mininterval=1.0)
-    for epoch in range(cfg.epochs):
+
+    def state() -> dict[str, Any]:
+        return {"step": step, "total": total, "timed_s": timed_s, "timed_samples": timed_samples,
+                "loss_sum": loss_sum + float(loss_acc)}
+
+    bar = tqdm(total=total, initial=step, desc="train", leave=False, disable=not progress or rank != 0,
+               mininterval=1.0)
+    for epoch in range(step // steps_per_epoch, cfg.epochs):
         model.train()
-        for j in _batches(len(x), bs, seed, epoch, rank, world, x.device):
+        skip = step - epoch * steps_per_epoch  # > 0 only in the epoch a resumed run stopped in
+        for b, j in enumerate(_batches(len(x), bs, seed, epoch, rank, world, x.device)):
+            if b < skip:
+                continue
             t0 = time.perf_counter()
+            for g in opt.param_groups:  # warmup + cosine over all steps, as a function of the step alone
+                g["lr"] = cfg.lr * warmup_cosine(step, warm, step / max(1, total))
             xb = _normalize(x[j].to(device, non_blocking=True), stats)
             yb = y[j].to(device, non_blocking=True)
             with _autocast(device, cfg.amp):
@@ -294,26 +319,30 @@ def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            if step >= min(5, total // 5):  # skip warm-up steps (allocator, cudnn autotune)
+            if step >= min(5, total // 5) and step != resumed_from:  # skip warm-up steps (allocator, cudnn autotune)
                 timed_s += time.perf_counter() - t0
                 timed_samples += bs * world
+            if epoch == cfg.epochs - 1:
+                loss_acc += loss.detach().double()
             step += 1
             bar.update()
             if bar.n % 20 == 0:  # .item() syncs the device: not every step
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if checkpoint is not None:
+                checkpoint.maybe_save(core, opt, state, force=step == total)
     bar.close()
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else mem_est
     accs = {name: evaluate(model, xt, yt, stats, device, 2 * bs, cfg.amp) for name, (xt, yt) in tests.items()}
     extra = {name: evaluate(model, xt, yt, stats, device, 2 * bs, cfg.amp)
              for name, (xt, yt) in (extra_tests or {}).items()}
-    core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     return {"acc": accs, **({"acc_extra": extra} if extra_tests else {}),
             "samples_per_s": timed_samples / max(timed_s, 1e-9), "peak_mem_mb": peak / 2 ** 20,
             "mem_kind": "cuda-peak" if device.type == "cuda" else "estimate",
-            "params": sum(p.numel() for p in core.parameters()), "steps": total}
+            "params": sum(p.numel() for p in core.parameters()), "steps": total,
+            "final_train_loss": (loss_sum + float(loss_acc)) / steps_per_epoch,
+            **({"resumed_from_step": resumed_from} if resumed_from is not None else {})}
 
 
 # -- the comparison --------------------------------------------------------------------------------
@@ -322,15 +351,17 @@ def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], s
                    stem: str = "keep", include_full: bool = True, progress: bool = True,
                    pretrained: bool = False, include_decoded: bool = False,
                    include_down: bool = True, roundtrip: dict[float, Any] | None = None,
-                   magnitude: bool | None = None) -> dict[str, Any]:
+                   magnitude: bool | None = None, ledger: RunLedger | None = None) -> dict[str, Any]:
     """Every variant × seed on ``bench``; returns per-run records and per-variant summaries.
 
     ``roundtrip`` ({r: codec or None}): the full model is also scored, without retraining, on every test
     split after a round trip: encoded and decoded by each codec given (``split@decoded-r``), and resized
     down by r and back (``split@down-up-r``).  Unlike ``include_decoded`` it costs no training run, and it
     tells what each path keeps of what the full model reads.  ``magnitude``: see :func:`build_model`.
+    ``ledger`` (:class:`walloc_cdl.runstate.RunLedger`): finished runs recorded there are reused instead of
+    trained, the others are recorded as they finish and checkpointed while they train.
     """
-    from .checkpoints import load_codec
+    from .checkpoints import load_codec, state_dict_sha256
 
     def _codec(c: Any) -> nn.Module:
         return (c if isinstance(c, nn.Module) else load_codec(c)).to(device).eval()
@@ -341,34 +372,53 @@ def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], s
                              include_decoded, include_down)
     full_dims = math.prod(bench.x_train.shape[1:])
     img_size = int(bench.x_train.shape[-1]) if bench.modality == "image" else None
+    base = {"benchmark": bench.name, "description": bench.description,
+            "data": data_fingerprint(bench.x_train, bench.y_train, *(t for xy in bench.tests.values() for t in xy)),
+            "model": model_name, "stem": stem, "magnitude": magnitude, "pretrained": pretrained, "config": vars(cfg),
+            "device": device.type, "world": world}
     runs, summary = [], []
     for v in variants:
         codec = _codec(v.codec) if v.kind in ("latent", "decoded") else None
-        t0 = time.perf_counter()
-        xtr = prepare(v, bench.x_train, bench.modality, codec, device)
-        tests = {k: (prepare(v, xt, bench.modality, codec, device), yt) for k, (xt, yt) in bench.tests.items()}
-        extra = roundtrip_tests(bench, roundtrip, device, _codec) if v.kind == "full" and roundtrip else None
-        prep_s = time.perf_counter() - t0
-        ytr = bench.y_train
-        if device.type == "cuda":  # small benchmarks fit: index batches on the device, no host copies
-            xtr, ytr = xtr.to(device), ytr.to(device)
-            tests = {k: (xt.to(device), yt.to(device)) for k, (xt, yt) in tests.items()}
-            extra = {k: (xt.to(device), yt.to(device)) for k, (xt, yt) in extra.items()} if extra else None
-        dims = math.prod(xtr.shape[1:])
-        per_seed = []
-        for seed in seeds:
+        spec = {**base, "variant": [v.name, v.kind, v.reduction],
+                "codec": state_dict_sha256(codec) if codec is not None else None,
+                "roundtrip": sorted(f"{r:g}={c}" for r, c in roundtrip.items()) if v.kind == "full" and roundtrip else None}
+        sigs = {seed: signature({**spec, "seed": seed}) for seed in seeds}
+        stored = {seed: ledger.finished(sigs[seed]) for seed in seeds} if ledger is not None else {}
+        per_seed = [stored[seed] for seed in seeds if stored.get(seed)]
+        todo = [seed for seed in seeds if not stored.get(seed)]
+        if rank == 0 and progress and per_seed:
+            print(f"  {v.name:>12}: reusing finished seed(s) {[r['seed'] for r in per_seed]} from {ledger.file}",
+                  file=sys.stderr)
+        if todo:
+            t0 = time.perf_counter()
+            xtr = prepare(v, bench.x_train, bench.modality, codec, device)
+            tests = {k: (prepare(v, xt, bench.modality, codec, device), yt) for k, (xt, yt) in bench.tests.items()}
+            extra = roundtrip_tests(bench, roundtrip, device, _codec) if v.kind == "full" and roundtrip else None
+            prep_s = time.perf_counter() - t0
+            ytr = bench.y_train
+            if device.type == "cuda":  # small benchmarks fit: index batches on the device, no host copies
+                xtr, ytr = xtr.to(device), ytr.to(device)
+                tests = {k: (xt.to(device), yt.to(device)) for k, (xt, yt) in tests.items()}
+                extra = {k: (xt.to(device), yt.to(device)) for k, (xt, yt) in extra.items()} if extra else None
+            dims = math.prod(xtr.shape[1:])
+        for seed in todo:
             torch.manual_seed(seed)
             model = build_model(v, model_name, bench.modality, bench.channels, len(bench.classes), codec,
                                 img_size, stem, pretrained, magnitude)
-            res = train_and_evaluate(model, xtr, ytr, tests, cfg, seed, device, progress, extra)
+            ckpt = ledger.checkpoint(v.name, seed, sigs[seed]) if ledger is not None else None
+            res = train_and_evaluate(model, xtr, ytr, tests, cfg, seed, device, progress, extra, ckpt)
             rec = {"variant": v.name, "kind": v.kind, "seed": seed, "input_shape": list(xtr.shape[1:]),
                    "input_dims": dims, "reduction": full_dims / dims, "prep_s": prep_s,
                    "codec": (v.codec if isinstance(v.codec, str) else getattr(codec, "config", None)), **res}
             per_seed.append(rec)
-            runs.append(rec)
+            if ledger is not None:
+                ledger.record(sigs[seed], rec)
+                ckpt.clear()
             if rank == 0 and progress:
                 accs = " ".join(f"{k}={a:.2f}" for k, a in {**res["acc"], **res.get("acc_extra", {})}.items())
                 print(f"  {v.name:>12} seed {seed}: {accs}  {res['samples_per_s']:.0f} samples/s", file=sys.stderr)
+        per_seed.sort(key=lambda r: seeds.index(r["seed"]))
+        runs.extend(per_seed)
         summary.append(summarize(per_seed))
     return {"benchmark": bench.name, "description": bench.description, "model": model_name, "stem": stem,
             "magnitude": magnitude, "device": str(device), "world_size": world, "train_size": len(bench.y_train),
@@ -547,7 +597,8 @@ def load_shards(root: str, test_split: str = "test") -> tuple[Benchmark, dict[st
 
 
 def run_on_shards(root: str, model_name: str, seeds: list[int], cfg: CompareConfig, device: torch.device,
-                  stem: str, progress: bool, magnitude: bool | None = None) -> dict[str, Any]:
+                  stem: str, progress: bool, magnitude: bool | None = None,
+                  ledger: RunLedger | None = None) -> dict[str, Any]:
     """Latent-only comparison entry for shards: trains the latent variant on the stored latents."""
     from .codec import build_codec
 
@@ -557,17 +608,29 @@ def run_on_shards(root: str, model_name: str, seeds: list[int], cfg: CompareConf
     codec = build_codec(block["config"])
     rank, world, _ = dist_env()
     dims = math.prod(bench.x_train.shape[1:])
+    spec = {"shards": str(Path(root).resolve()), "codec": block, "model": model_name, "stem": stem,
+            "magnitude": magnitude, "config": vars(cfg), "device": device.type, "world": world,
+            "data": data_fingerprint(bench.x_train, bench.y_train, *(t for xy in bench.tests.values() for t in xy))}
     runs = []
     for seed in seeds:
+        sig = signature({**spec, "seed": seed})
+        if ledger is not None and (rec := ledger.finished(sig)) is not None:
+            runs.append(rec)
+            continue
         torch.manual_seed(seed)
         model = build_model(Variant("latent", "latent", codec.dimensionality_reduction), model_name, bench.modality,
                             codec.channels, len(bench.classes), codec,
                             bench.x_train.shape[-1] * 2 ** codec.J if bench.modality == "image" else None, stem,
                             magnitude=magnitude)
-        res = train_and_evaluate(model, bench.x_train, bench.y_train, bench.tests, cfg, seed, device, progress)
+        ckpt = ledger.checkpoint("latent", seed, sig) if ledger is not None else None
+        res = train_and_evaluate(model, bench.x_train, bench.y_train, bench.tests, cfg, seed, device, progress,
+                                 checkpoint=ckpt)
         runs.append({"variant": f"latent-{block.get('name', 'codec')}", "kind": "latent", "seed": seed,
                      "input_shape": list(bench.x_train.shape[1:]), "input_dims": dims,
                      "reduction": codec.dimensionality_reduction, **res})
+        if ledger is not None:
+            ledger.record(sig, runs[-1])
+            ckpt.clear()
     return {"benchmark": bench.name, "description": bench.description + " (latent variant only: shards hold no "
             "pixels; run compare on the source data for the baselines)", "model": model_name, "stem": stem,
             "device": str(device), "world_size": world, "train_size": len(bench.y_train),
@@ -635,7 +698,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warmup + cosine, all variants)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
-    p.add_argument("--out", default="runs/compare", help="folder for results.json, table.md and plot.png")
+    p.add_argument("--out", default="runs/compare", help="folder for results.json, table.md and plot.png "
+                                                         "(and state/: finished runs and checkpoints, for --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted comparison in --out: runs that finished are reused (if data, model, "
+                        "budget and codec are unchanged), the one cut short restarts from its last checkpoint")
+    p.add_argument("--checkpoint-every", type=float, default=10.0, metavar="MIN",
+                   help="minutes between checkpoints of the run in flight")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -650,9 +719,42 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("give one of --benchmark, --data, --shards")
     if args.roundtrip and (args.no_full or args.shards):
         raise SystemExit("--roundtrip scores the full-resolution model: drop --no-full (shards hold no pixels)")
+    try:
+        ledger = RunLedger(Path(args.out) / "state", args.resume, 60 * args.checkpoint_every, writer=rank == 0)
+    except FileExistsError as e:
+        raise SystemExit(str(e)) from None
+    try:
+        result = _compare(args, cfg, device, progress, ledger)
+    except KeyboardInterrupt:
+        if rank == 0:
+            print(f"\ninterrupted: finished runs and the last checkpoint are in {ledger.root}; run the same command "
+                  "with --resume to continue", file=sys.stderr)
+        return 130
+    if rank == 0:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        table = format_table(result)
+        (out / "results.json").write_text(json.dumps(result, indent=2))
+        (out / "table.md").write_text(table + "\n")
+        plot(result, out / "plot.png")
+        ledger.complete()
+        print(f"\n{result['description']}\nmodel {result['model']}, {len(result['seeds'])} seed(s), "
+              f"{result['config']['epochs']} epochs, device {result['device']}\n")
+        print(table)
+        reused = f" ({ledger.reused} finished run(s) reused from {ledger.file})" if ledger.reused else ""
+        print(f"\nsaved {out / 'results.json'}, {out / 'table.md'}, {out / 'plot.png'}{reused}")
+    if world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+def _compare(args: argparse.Namespace, cfg: CompareConfig, device: torch.device, progress: bool,
+             ledger: RunLedger) -> dict[str, Any]:
+    rank, world, _ = dist_env()
     if args.shards:
         model = args.model or DEFAULT["model"]
-        result = run_on_shards(args.shards, model, args.seeds, cfg, device, args.stem, progress, args.magnitude)
+        result = run_on_shards(args.shards, model, args.seeds, cfg, device, args.stem, progress, args.magnitude,
+                               ledger)
     else:
         codecs = _parse_codecs(args.codec)
         if args.data:
@@ -680,21 +782,8 @@ def run(args: argparse.Namespace) -> int:
         roundtrip = {float(r): known.get(r) for r in reductions} if args.roundtrip else None
         result = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
                                 args.stem, not args.no_full, progress, args.pretrained, args.decoded,
-                                roundtrip=roundtrip, magnitude=args.magnitude)
-    if rank == 0:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        table = format_table(result)
-        (out / "results.json").write_text(json.dumps(result, indent=2))
-        (out / "table.md").write_text(table + "\n")
-        plot(result, out / "plot.png")
-        print(f"\n{result['description']}\nmodel {result['model']}, {len(result['seeds'])} seed(s), "
-              f"{result['config']['epochs']} epochs, device {result['device']}\n")
-        print(table)
-        print(f"\nsaved {out / 'results.json'}, {out / 'table.md'}, {out / 'plot.png'}")
-    if world > 1 and dist.is_initialized():
-        dist.destroy_process_group()
-    return 0
+                                roundtrip=roundtrip, magnitude=args.magnitude, ledger=ledger)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

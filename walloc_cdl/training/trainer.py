@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import load_codec, save_codec
 from ..codec import Codec1D, Codec2D
 from ..schedule import warmup_cosine
+from ..runstate import load_optimizer_tensors, optimizer_tensors
 
 
 @dataclass
@@ -150,14 +151,8 @@ def save_checkpoint(codec: Codec1D | Codec2D, opt: torch.optim.Optimizer, out_di
     """``last.safetensors`` (codec) + ``last.optim.safetensors`` (AdamW moments; step etc. in its header)."""
     ckpt = out_dir / "ckpt"
     save_codec(codec, ckpt / "last.safetensors", metadata={"trainer_state": state})
-    names = {id(p): n for n, p in codec.named_parameters()}
-    tensors: dict[str, torch.Tensor] = {}
-    for group in opt.param_groups:
-        for p in group["params"]:
-            for k, v in opt.state.get(p, {}).items():
-                if torch.is_tensor(v):
-                    tensors[f"{names[id(p)]}/{k}"] = v.detach().cpu().contiguous().reshape(v.shape)
-    save_file(tensors, str(ckpt / "last.optim.safetensors"), metadata={"trainer_state": json.dumps(state)})
+    save_file(optimizer_tensors(codec.named_parameters(), opt), str(ckpt / "last.optim.safetensors"),
+              metadata={"trainer_state": json.dumps(state)})
 
 
 def load_checkpoint(codec: Codec1D | Codec2D, opt: torch.optim.Optimizer, out_dir: Path) -> dict[str, Any]:
@@ -168,14 +163,10 @@ def load_checkpoint(codec: Codec1D | Codec2D, opt: torch.optim.Optimizer, out_di
     saved = load_codec(ckpt / "last.safetensors")
     if saved.config != codec.config:
         raise ValueError(f"{ckpt}: checkpoint config {saved.config} differs from the requested {codec.config}")
-    dev = next(codec.parameters()).device
     codec.load_state_dict(saved.state_dict())
-    params = dict(codec.named_parameters())
     with safe_open(str(ckpt / "last.optim.safetensors"), framework="pt") as f:
         state = json.loads((f.metadata() or {})["trainer_state"])
-        for key in f.keys():
-            name, _, k = key.rpartition("/")
-            opt.state[params[name]][k] = f.get_tensor(key).to(dev)
+        load_optimizer_tensors(codec.named_parameters(), opt, {k: f.get_tensor(k) for k in f.keys()})
     return state
 
 
