@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("walloc_cdl.data.encode", "pre-encode images/audio (folders, idx, HF datasets, tars) into latent "
                                          "WebDataset shards"),
     "train-codec": ("walloc_cdl.training.cli", "train a WaLLoC codec on images or audio from a closed-form PCA start"),
+    "preview": ("walloc_cdl.preview", "picture an input, its reconstruction (PSNR, bpp) and its latent channels; "
+                                      "images, audio or stored latents"),
     "compare": ("walloc_cdl.compare", "train one model on WaLLoC latents vs equal-dimension downsampling vs full "
                                       "resolution; print and save the table and plot"),
 }
