@@ -381,7 +381,8 @@ def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], s
         codec = _codec(v.codec) if v.kind in ("latent", "decoded") else None
         spec = {**base, "variant": [v.name, v.kind, v.reduction],
                 "codec": state_dict_sha256(codec) if codec is not None else None,
-                "roundtrip": sorted(f"{r:g}={c}" for r, c in roundtrip.items()) if v.kind == "full" and roundtrip else None}
+                "roundtrip": sorted(f"{r:g}={state_dict_sha256(_codec(c)) if c is not None else None}"
+                                    for r, c in roundtrip.items()) if v.kind == "full" and roundtrip else None}
         sigs = {seed: signature({**spec, "seed": seed}) for seed in seeds}
         stored = {seed: ledger.finished(sigs[seed]) for seed in seeds} if ledger is not None else {}
         per_seed = [stored[seed] for seed in seeds if stored.get(seed)]
