@@ -268,7 +268,8 @@ def train_and_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     ``extra_tests`` are scored too (``acc_extra``) but kept out of ``acc``, which every variant shares.
     ``checkpoint`` (:class:`walloc_cdl.runstate.RunCheckpoint`): continue from it when it exists, save
     to it every few minutes and after the last step.  Batches are a function of (seed, epoch), so a
-    resumed run sees the same data in the same order.
+    resumed run sees the same data in the same order.  ``final_train_loss``: the mean training loss
+    (label smoothing included) over the last epoch, of this rank's share under DDP.
     """
     from tqdm import tqdm
 
