@@ -78,9 +78,10 @@ def _show_image(ax: Any, x: np.ndarray, title: str) -> None:
     ax.axis("off")
 
 
-def _spectrogram_db(x: np.ndarray) -> np.ndarray:
-    s = torch.stft(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), n_fft=1024, hop_length=256,
-                   window=torch.hann_window(1024), return_complex=True)
+def spectrogram_db(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Log-magnitude STFT of one channel in dB, clamped to [-100, 0] (frequency along axis 0, low first)."""
+    x = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float().cpu()
+    s = torch.stft(x, n_fft=1024, hop_length=256, window=torch.hann_window(1024), return_complex=True)
     return (20 * torch.log10(s.abs() + 1e-5)).clamp(-100, 0).numpy()
 
 
@@ -90,6 +91,7 @@ def preview_image(codec: Codec2D, a: np.ndarray, max_side: int | None) -> tuple[
     import matplotlib.pyplot as plt
 
     from .data.sources import image_to_float, match_channels
+    from .training.evaluate import psnr_uint8
 
     x = torch.from_numpy(image_to_float(match_channels(a, codec.channels))).permute(2, 0, 1)[None]
     if max_side and max(x.shape[-2:]) > max_side:
@@ -99,9 +101,7 @@ def preview_image(codec: Codec2D, a: np.ndarray, max_side: int | None) -> tuple[
     xp, info = pad_to_multiple(x - 0.5, codec.downsampling)
     z = codec.encode(xp)
     x_hat = (crop_back(codec.decode(z), info) + 0.5).clamp(0, 1)
-    x8, r8 = (x * 255).round(), (x_hat * 255).round()
-    mse = float(((x8 - r8) ** 2).mean())
-    psnr = 10 * math.log10(255 ** 2 / max(mse, 1e-10))
+    psnr = psnr_uint8(*((t * 255).round().to(torch.uint8).numpy() for t in (x, x_hat)))
     n_bytes = len(encode_latent(z[0], codec.latent_bits, "webp"))
     H, W = x.shape[-2:]
     figs = {"kind": "image", "input_shape": list(x.shape[1:]), "latent_shape": list(z.shape[1:]),
@@ -171,7 +171,7 @@ def preview_audio(codec: Codec1D, a: np.ndarray, sample_rate: int, target_rate: 
 
 
 def _spectrogram_axes(ax: Any, x: np.ndarray, codec: Codec1D, title: str) -> None:
-    ax.imshow(_spectrogram_db(x), origin="lower", aspect="auto", cmap="magma", vmin=-100, vmax=0)
+    ax.imshow(spectrogram_db(x), origin="lower", aspect="auto", cmap="magma", vmin=-100, vmax=0)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("frame")
     ax.set_ylabel("frequency bin")

@@ -122,10 +122,9 @@ def _row_norms(w: torch.Tensor) -> torch.Tensor:
 # -- previews ---------------------------------------------------------------------------------------
 def _spectrogram(x: torch.Tensor) -> np.ndarray:
     """Log-magnitude STFT of one channel as uint8 (frequency up), for audio previews."""
-    S = torch.stft(x.float().cpu(), n_fft=1024, hop_length=256, window=torch.hann_window(1024), return_complex=True)
-    db = 20 * torch.log10(S.abs() + 1e-5)
-    img = ((db.clamp(-100, 0) + 100) / 100 * 255).flip(0)
-    return img.to(torch.uint8).numpy()
+    from ..preview import spectrogram_db
+
+    return ((spectrogram_db(x) + 100) / 100 * 255)[::-1].astype(np.uint8)
 
 
 def save_preview(x: torch.Tensor, x_hat: torch.Tensor, path: str | Path, n: int = 4) -> Path:
