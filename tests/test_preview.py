@@ -85,3 +85,12 @@ def test_latent_mosaic_tiles_every_channel_on_its_own_scale():
     assert m.shape == (2 * 5 - 1, 3 * 7 - 1)  # 3 columns × 2 rows of 4×6 tiles
     assert np.nanmax(m) == 1.0 and np.isnan(m[4, 0])  # gaps are blank
     assert m[5 + 1, 7 + 2] == 1.0  # channel 4 (row 1, col 1): its one value shown at full scale
+
+
+def test_same_named_inputs_get_their_own_pictures(tmp_path, capsys):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        Image.fromarray(_photo()).save(tmp_path / d / "x.png")
+    assert cli.main(["preview", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png"), "--codec", "rgb-16x",
+                     "--out", str(tmp_path / "o")]) == 0
+    assert [r["preview"].rsplit("/", 1)[1] for r in _lines(capsys)] == ["x.png", "x-2.png"]

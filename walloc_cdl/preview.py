@@ -59,11 +59,11 @@ def channel_scale(zc: np.ndarray) -> float:
     return max(float(np.percentile(np.abs(zc), 99)), 1.0)
 
 
-def _is_latent_file(path: Path) -> bool:
+def _is_latent(data: bytes) -> bool:
     from .containers import latent_info
 
     try:
-        latent_info(path.read_bytes())
+        latent_info(data)
         return True
     except Exception:  # any other image: not ours
         return False
@@ -215,27 +215,33 @@ def run(args: argparse.Namespace) -> int:
     codec = load_codec(args.codec).eval()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    failed, taken = 0, set()
     for name in args.inputs:
         path = Path(name)
         try:
             if not path.is_file():
                 raise FileNotFoundError("no such file")
-            if _is_latent_file(path):
-                figs, fig = preview_latent(codec, decode_latent(path.read_bytes()))
+            data = path.read_bytes()  # once: latent sniffing and decoding share it
+            if _is_latent(data):
+                figs, fig = preview_latent(codec, decode_latent(data))
             elif isinstance(codec, Codec1D):
                 if path.suffix.lower() not in AUDIO_EXT:
                     raise ValueError(f"{args.codec} is an audio codec; give audio ({', '.join(AUDIO_EXT)})")
-                a, meta = decode_audio(path)
+                a, meta = decode_audio(data)
                 figs, fig = preview_audio(codec, a, meta["sample_rate"], args.sample_rate, args.seconds or None)
             else:
-                a, _ = decode_image(path)
+                a, _ = decode_image(data, name=path.name)
                 figs, fig = preview_image(codec, a, args.max_side or None)
         except Exception as e:  # one bad file does not stop the others
             failed += 1
             print(f"{path}: skipped ({type(e).__name__}: {e})", file=sys.stderr)
             continue
-        target = out / f"{path.stem}.png"
+        stem, k = path.stem, 1
+        while stem in taken:  # a/x.jpg and b/x.png: both pictures kept
+            k += 1
+            stem = f"{path.stem}-{k}"
+        taken.add(stem)
+        target = out / f"{stem}.png"
         fig.savefig(target)
         plt.close(fig)
         print(json.dumps({"input": str(path), "codec": args.codec, **figs, "preview": str(target)}))
