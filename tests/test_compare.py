@@ -173,6 +173,15 @@ def test_torchrun_ddp_two_cpu_ranks(tmp_path):
     assert res["world_size"] == 2
     assert res["runs"][0]["steps"] == 4  # 128 samples / 2 ranks / batch 16
     assert r.stdout.count("| latent-16x |") == 1  # printed once, by rank 0
+    # --resume under DDP: every rank reads the ledger rank 0 wrote and agrees on what is left to train
+    r = subprocess.run(cmd + ["--resume", "--seeds", "0", "1", "--checkpoint-every", "0"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads((out / "results.json").read_text())
+    assert [(x["variant"], x["seed"]) for x in again["runs"]] == \
+        [("latent-16x", 0), ("latent-16x", 1), ("down-16x", 0), ("down-16x", 1)]
+    assert again["runs"][0] == res["runs"][0] and again["runs"][2] == res["runs"][1]
+    assert "2 finished run(s) reused" in r.stdout
 
 
 def _bar_folder(root: Path) -> Path:
