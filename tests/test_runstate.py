@@ -118,7 +118,11 @@ def test_ledger_reuses_finished_runs_and_retrains_what_changed(tmp_path, monkeyp
 
 def test_ledger_refuses_to_throw_away_an_interrupted_comparison(tmp_path):
     led = RunLedger(tmp_path / "state", resume=False)
+    inflight = led.checkpoint("latent-16x", 0, "abc").path
+    inflight.parent.mkdir(parents=True)
+    inflight.write_bytes(b"x")
     led.record("abc", {"seed": 0})
+    assert not inflight.exists()  # a finished run's checkpoint goes with its record
     with pytest.raises(FileExistsError, match="--resume"):
         RunLedger(tmp_path / "state", resume=False)
     assert RunLedger(tmp_path / "state", resume=True).finished("abc") == {"seed": 0}

@@ -415,7 +415,6 @@ def run_comparison(bench: Benchmark, model_name: str, reductions: list[float], s
             per_seed.append(rec)
             if ledger is not None:
                 ledger.record(sigs[seed], rec)
-                ckpt.clear()
             if rank == 0 and progress:
                 accs = " ".join(f"{k}={a:.2f}" for k, a in {**res["acc"], **res.get("acc_extra", {})}.items())
                 print(f"  {v.name:>12} seed {seed}: {accs}  {res['samples_per_s']:.0f} samples/s", file=sys.stderr)
@@ -632,7 +631,6 @@ def run_on_shards(root: str, model_name: str, seeds: list[int], cfg: CompareConf
                      "reduction": codec.dimensionality_reduction, **res})
         if ledger is not None:
             ledger.record(sig, runs[-1])
-            ckpt.clear()
     return {"benchmark": bench.name, "description": bench.description + " (latent variant only: shards hold no "
             "pixels; run compare on the source data for the baselines)", "model": model_name, "stem": stem,
             "device": str(device), "world_size": world, "train_size": len(bench.y_train),

@@ -123,10 +123,6 @@ class RunCheckpoint:
         self._last = time.monotonic()
         return True
 
-    def clear(self) -> None:
-        if self.writer:
-            self.path.unlink(missing_ok=True)
-
 
 class RunLedger:
     """Finished runs and in-flight checkpoints of one comparison, under ``root``.
@@ -174,12 +170,15 @@ class RunLedger:
         return rec
 
     def record(self, sig: str, rec: dict[str, Any]) -> None:
+        """Append a finished run; its in-flight checkpoint is no longer needed and goes."""
         self._done[sig] = rec
         if self.writer:
             self.root.mkdir(parents=True, exist_ok=True)
             self.mark.unlink(missing_ok=True)  # adding runs (--resume with more seeds) reopens the comparison
             with self.file.open("a") as f:
                 f.write(json.dumps({"signature": sig, "record": rec}) + "\n")
+            for p in (self.root / "ckpt").glob(f"*-{sig}.safetensors"):
+                p.unlink(missing_ok=True)
 
     def checkpoint(self, name: str, seed: int, sig: str) -> RunCheckpoint:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
