@@ -100,7 +100,11 @@ def test_no_host_sync_on_gpu(codec):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     ref = OnTheFlyEncoder(codec.cpu(), dequantize=True)(x.cpu())
-    assert (z.cpu() != ref).float().mean() < 1e-3  # GPU arithmetic may move a rare value across a rounding edge
+    # Dequantized values are floats: CUDA's and the CPU's erfinv differ in the last bits (on an H200 8 % of
+    # entries did), so compare to a float tolerance; a latent that GPU arithmetic moved across a rounding
+    # edge is a whole step off and still counts as a miss, allowed on at most 0.1 % of entries.
+    miss = ~torch.isclose(z.cpu(), ref, rtol=1e-5, atol=1e-5)
+    assert miss.float().mean() < 1e-3
 
 
 def _png(a):

@@ -200,10 +200,11 @@ def test_cli_trains_saves_half_decoder_and_resumes(photo_folder, tmp_path):
 
 
 def test_cli_fine_tunes_from_init_with_a_frozen_encoder(photo_folder, tmp_path):
-    base = ["--data", str(photo_folder), "--crop", "32", "--batch-size", "4", "--val-size", "4", "--no-progress",
+    base = ["--data", str(photo_folder), "--val-size", "4", "--no-progress",
             "--device", "cpu", "--lr", "5e-3", "--warmup", "1", "--keep-last"]
     assert cli_main(["train-codec", "--channels", "3", "--J", "2", "--latent-dim", "12", "--Nd", "32", "--steps", "3",
-                     "--out", str(tmp_path / "a"), "--name", "start"] + base) == 0
+                     "--out", str(tmp_path / "a"), "--name", "start", "--crop", "32", "--batch-size", "4",
+                     "--min-scale", "0.5"] + base) == 0
     start_path = tmp_path / "a" / "start.safetensors"
     start = load_codec(start_path)
     x = smooth_images(2, 32, seed=5)
@@ -215,6 +216,8 @@ def test_cli_fine_tunes_from_init_with_a_frozen_encoder(photo_folder, tmp_path):
         init = card["training"]["init"]
         assert init["from"] == str(start_path) and init["training"]["steps"] == 3
         assert card["training"].get("encoder_frozen", False) is frozen and card["training"]["steps"] == 4
+        # crops, scale range and batch come from the starting codec's card, not the generic defaults
+        assert (card["training"]["crop"], card["training"]["min_scale"], card["training"]["batch_size"]) == (32, 0.5, 4)
         same_latents = torch.equal(tuned.encode(x), start.encode(x))
         same_weights = torch.equal(tuned.encoder[0].weight, start.encoder[0].weight)
         assert same_latents and same_weights if frozen else not same_weights

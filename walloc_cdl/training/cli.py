@@ -99,9 +99,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _resolve(args: argparse.Namespace, init_cfg: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(codec config, data/training defaults) from the preset and explicit options (or the ``--init`` codec)."""
+def _resolve(args: argparse.Namespace, init_cfg: dict[str, Any] | None = None,
+             init_training: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(codec config, data/training defaults) from the preset and explicit options (or the ``--init`` codec,
+    whose card's crops, scale range, segment and batch size are the defaults when it is not a preset)."""
     base = preset(args.preset) if args.preset else {"codec": {}, "kind": None}
+    if init_training:
+        base.update({k: init_training[k] for k in ("crop", "min_scale", "segment", "batch_size") if k in init_training})
     if init_cfg is not None:
         for key in ("channels", "J", "latent_dim", "latent_bits", "Nd"):
             val = getattr(args, key)
@@ -137,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     init = _load_init(args.init) if args.init else None
     if init is not None and args.preset is None and args.init in PRESETS:
         args.preset = args.init  # a shipped codec fine-tunes with its own crops and batch by default
-    cfg, extra = _resolve(args, init.config if init is not None else None)
+    cfg, extra = _resolve(args, init.config if init is not None else None,
+                          _card_training(args.init) if init is not None and args.preset is None else None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = args.name or args.preset or (_init_name(args.init) if init is not None else "codec")
@@ -221,6 +226,13 @@ def _init_record(spec: str, encoder_sha: str) -> dict[str, Any]:
     if card:
         rec["training"] = card.get("training")
     return rec
+
+
+def _card_training(spec: str) -> dict[str, Any] | None:
+    """The ``training`` record of the card of a codec file given to ``--init`` (None without one)."""
+    card = codec_card(spec) if spec in list_codecs() else _card_beside(Path(spec))
+    training = (card or {}).get("training")
+    return training if isinstance(training, dict) else None
 
 
 def _card_beside(path: Path) -> dict[str, Any] | None:
