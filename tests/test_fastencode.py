@@ -297,7 +297,7 @@ def test_triton_kernels_in_the_cpu_interpreter():
 
 def test_default_method_per_device():
     assert default_method(torch.device("cpu")) == "sep"
-    assert default_method(torch.device("cuda")) in ("triton", "sep")
+    assert default_method(torch.device("cuda")) in ("triton_tile", "sep")
 
 
 def test_float_and_uint8_calls_on_one_codec_keep_their_own_weights():
