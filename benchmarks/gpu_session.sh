@@ -47,7 +47,7 @@ else
 fi
 
 stamp "CUDA tests"
-timeout 120 $PY -m pytest $TESTS -p no:cacheprovider || echo "tests failed (rc $?)"
+timeout 180 $PY -m pytest $TESTS -p no:cacheprovider || echo "tests failed (rc $?)"
 
 stamp "encode throughput"
 timeout 200 $PY benchmarks/encode_throughput.py $ENC > "$OUT/encode_throughput.json" \

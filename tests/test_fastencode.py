@@ -271,6 +271,19 @@ with torch.no_grad():
     ft._INDEX_LIMIT = 1000
     with pytest.raises(ValueError, match="too large"):
         fast_encode(codec, x, method="triton")
+    ft._INDEX_LIMIT = 2 ** 31
+# every block size / warp option the GPU autotuner may pick (the interpreter runs one at a time)
+import triton
+u = torch.randint(0, 256, (2, *shape[1:]), dtype=torch.uint8)
+z_ref = _reference(codec.double(), u.double() / 255 - 0.5)
+codec.float()
+for kern, block, options in ((ft._pass_w_tile, "BR", ft.PASS_W_OPTIONS), (ft._pass_h, "BM", ft.PASS_H_OPTIONS)):
+    for b, w in options:
+        kern.configs, kern.cache = [triton.Config({{block: b}}, num_warps=w)], {{}}
+        with torch.no_grad():
+            z = fast_encode(codec, u, quantize=False, method="triton_tile")
+        _check_rounded_agreement(z.double(), z_ref)
+        out[f"{{block}}={{b}}/{{w}}"] = (z.double() - z_ref).abs().max().item()
 print(json.dumps(out))
 """
 
@@ -278,7 +291,7 @@ print(json.dumps(out))
 def test_triton_kernels_in_the_cpu_interpreter():
     """Both Triton 2D paths, every lightweight case (wrapping tiny inputs, any J and channel count), float and
     uint8, run by Triton's CPU interpreter: the index arithmetic and the companding fused into pass H are
-    checked without a GPU (the speed is not)."""
+    checked without a GPU (the speed is not), and so is every block-size option the GPU autotuner may pick."""
     pytest.importorskip("triton", reason="triton not installed (.ci/run installs it for this test)")
     import json
     import os
@@ -291,7 +304,8 @@ def test_triton_kernels_in_the_cpu_interpreter():
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     errors = json.loads(run.stdout.strip().splitlines()[-1])
-    assert len(errors) == 2 * 2 * sum(cfg[6] for cfg, _ in CASES_2D.values())
+    from walloc_cdl._fastencode_triton import PASS_H_OPTIONS, PASS_W_OPTIONS
+    assert len(errors) == 2 * 2 * sum(cfg[6] for cfg, _ in CASES_2D.values()) + len(set(PASS_W_OPTIONS)) + len(set(PASS_H_OPTIONS))
     assert max(errors.values()) < 1e-3, errors
 
 

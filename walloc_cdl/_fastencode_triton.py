@@ -8,11 +8,14 @@ H filters and the 1×1 projection at once.  Both are small GEMM tiles on tensor 
 Two pass-W kernels: ``_pass_w`` (one padded row per program, each output's K taps gathered: the
 H100 profile put 810 of 1 120 µs here) and ``_pass_w_tile`` (a block of rows per program, one
 contiguous input span per block of outputs, multiplied by a fixed banded matrix: coalesced loads,
-~2× the multiply-adds, which tensor cores have to spare).
+~2× the multiply-adds, which tensor cores have to spare; on an H200 512 against 825 µs, so it is the
+default).  ``_pass_w_tile`` and ``_pass_h`` pick their block size and warps with ``triton.autotune`` at the
+first call of each size class (the hand-picked first option is the one the H200 timed).
 """
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import triton
@@ -21,6 +24,26 @@ import triton.language as tl
 from .fastencode import banded_matrix
 
 _INDEX_LIMIT = 2 ** 31   # flat indices must stay below this (int32 arithmetic in the kernels)
+# Block sizes and warps are tuned on the GPU at the first call per (size class, shape constants, dtype): the
+# H200 run timed only the hand-picked first entries. Triton's CPU interpreter cannot time, so it runs those.
+_TUNE = os.environ.get("TRITON_INTERPRET", "0") != "1"
+
+
+# (rows BR, warps) of pass W and (positions BM, warps) of pass H; the first of each is what the H200 timed.
+# Few options: each costs a compile and ~0.1 s of timing at the first call of every new size class.
+PASS_W_OPTIONS = [(64, 4), (128, 4), (128, 8), (256, 8)]
+PASS_H_OPTIONS = [(64, 4), (128, 4), (128, 8)]
+
+
+def _tuned(key: list[str], block: str, options: list[tuple[int, int]]):
+    """``triton.autotune`` over (block size, warps) options; the first option alone when not tuning."""
+    configs = [triton.Config({block: b}, num_warps=w) for b, w in (options if _TUNE else options[:1])]
+    return triton.autotune(configs=configs, key=key)
+
+
+def _size_class(n: int) -> int:
+    """Tuning bucket of a problem size (powers of two), so varied image sizes share a few tunings."""
+    return int(n).bit_length()
 
 
 @triton.jit
@@ -42,8 +65,9 @@ def _pass_w(x_ptr, w_ptr, b_ptr, y_ptr, H, W, Hp, n_out, lo, K,
     tl.store(out, acc, mask=(k[:, None] < n_out) & (band[None, :] < S))
 
 
+@_tuned(["size_class", "S", "BK", "NIN", "PREC"], "BR", PASS_W_OPTIONS)
 @triton.jit
-def _pass_w_tile(x_ptr, a_ptr, b_ptr, y_ptr, R, H, W, Hp, n_out, lo,
+def _pass_w_tile(x_ptr, a_ptr, b_ptr, y_ptr, R, H, W, Hp, n_out, lo, size_class,
                  S: tl.constexpr, BK: tl.constexpr, NIN: tl.constexpr, CH: tl.constexpr, BR: tl.constexpr,
                  PREC: tl.constexpr):
     NC: tl.constexpr = S * BK
@@ -66,8 +90,9 @@ def _pass_w_tile(x_ptr, a_ptr, b_ptr, y_ptr, R, H, W, Hp, n_out, lo,
     tl.store(out, acc, mask=(r < R)[:, None] & (k < n_out)[None, :])
 
 
+@_tuned(["size_class", "S", "KP", "LP", "PREC", "COMPAND"], "BM", PASS_H_OPTIONS)
 @triton.jit
-def _pass_h(y_ptr, p_ptr, b_ptr, z_ptr, CS, Hp, h, w, L, inv, lm,
+def _pass_h(y_ptr, p_ptr, b_ptr, z_ptr, CS, Hp, h, w, L, inv, lm, size_class,
             S: tl.constexpr, KP: tl.constexpr, LP: tl.constexpr, BM: tl.constexpr, PREC: tl.constexpr,
             COMPAND: tl.constexpr):
     b = tl.program_id(0)
@@ -155,12 +180,12 @@ def encode_2d_triton(x: torch.Tensor, weights: tuple, lo: int, K: int, L: int, S
     else:
         A, bA = tile
         BK, NIN = tile_shape(S, K)
-        BR = 64
-        _pass_w_tile[(triton.cdiv(B * C * Hp, BR), triton.cdiv(w, BK))](
-            x, A, bA, y, B * C * Hp, H, W, Hp, w, lo, S=S, BK=BK, NIN=NIN, CH=min(NIN, 64), BR=BR, PREC=precision)
+        R = B * C * Hp
+        _pass_w_tile[lambda meta: (triton.cdiv(R, meta["BR"]), triton.cdiv(w, BK))](
+            x, A, bA, y, R, H, W, Hp, w, lo, _size_class(R * w), S=S, BK=BK, NIN=NIN, CH=min(NIN, 64), PREC=precision)
     z = torch.empty(B, L, h, w, dtype=torch.float32, device=dev)
-    BM = 64
     inv, lm = (1.0 / (compand[0] * math.sqrt(2.0)), compand[1]) if compand else (1.0, 1.0)
-    _pass_h[(B, triton.cdiv(h * w, BM))](y, p, bp, z, C * S, Hp, h, w, L, inv, lm,
-                                          S=S, KP=KP, LP=LP, BM=BM, PREC=precision, COMPAND=compand is not None)
+    _pass_h[lambda meta: (B, triton.cdiv(h * w, meta["BM"]))](
+        y, p, bp, z, C * S, Hp, h, w, L, inv, lm, _size_class(B * h * w), S=S, KP=KP, LP=LP, PREC=precision,
+        COMPAND=compand is not None)
     return z
