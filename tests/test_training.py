@@ -254,6 +254,27 @@ def test_train_freeze_encoder_keeps_the_encoder_bit_identical(tmp_path):
     assert all(torch.equal(v, before[k]) for k, v in codec.encoder.state_dict().items())
 
 
+def test_round_latents_trains_the_decoder_on_what_it_decodes(tmp_path):
+    """With a frozen encoder the decoder can train on round(z), the integers it decodes later: the training
+    loss is then the one of eval-mode latents (no noise), and the encoder's mode is left as it was."""
+    from walloc_cdl.training.trainer import _forward
+    torch.manual_seed(0)
+    codec = Codec2D(3, 2, None, 32, 12, 8, True).train()
+    x = smooth_images(2, 32, seed=3)
+    with torch.no_grad():
+        noisy = [_forward(codec, x, False, False, 0.0).item() for _ in range(2)]
+        rounded = [_forward(codec, x, False, False, 0.0, round_latents=True).item() for _ in range(2)]
+        assert codec.training and codec.encoder.training
+        codec.eval()
+        exact = _forward(codec, x, False, False, 0.0).item()   # eval mode throughout: true rounding
+        codec.train()
+    assert noisy[0] != noisy[1] and rounded[0] == rounded[1]
+    assert rounded[0] == pytest.approx(exact, rel=1e-6) and abs(noisy[0] - exact) > 1e-6 * exact
+    with pytest.raises(ValueError, match="needs freeze_encoder"):
+        train(codec, CropSampler([(x[0] * 255 + 127.5).round().to(torch.uint8)], crop=16), TrainConfig(
+            steps=1, round_latents=True), tmp_path, progress=False, log=lambda s: None)
+
+
 def test_cli_trains_audio_folder(tmp_path):
     sf = pytest.importorskip("soundfile")
     d = tmp_path / "audio"

@@ -52,6 +52,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--freeze-encoder", action="store_true",
                    help="train the decoder only: latents stay bit-identical to the starting codec's, so "
                         "latent datasets and models made with it stay valid (use with --init)")
+    g.add_argument("--round-latents", action="store_true",
+                   help="with --freeze-encoder: the decoder trains on rounded latents, exactly what it decodes "
+                        "later, instead of the noisy proxy that an encoder in training needs")
     d = p.add_argument_group("data")
     d.add_argument("--data", nargs="+", required=True,
                    help="training sources (folders, tars, HF datasets, idx); several share the batches equally")
@@ -192,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
                      weight_decay=args.weight_decay, tf_weight=args.tf_weight, time_budget=args.time_budget,
                      decoder_only_steps=(args.decoder_only_steps if args.decoder_only_steps is not None
                                          else 0 if init is not None else args.steps // 10),
-                     freeze_encoder=args.freeze_encoder,
+                     freeze_encoder=args.freeze_encoder, round_latents=args.round_latents,
                      amp=not args.no_amp, keep_best=not args.keep_last, pin_encoder_gain=not args.free_encoder_gain, val_every=args.val_every,
                      checkpoint_every=args.checkpoint_every, seed=args.seed)
     summary = train(codec, sampler, tc, out, val=val, resume=args.resume, progress=progress)

@@ -54,6 +54,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     decoder_only_steps: int = 0
     freeze_encoder: bool = False
+    round_latents: bool = False   # frozen encoder only: decoder sees round(z), not z + noise
     tf_weight: float = 0.0
     time_budget: float | None = None
     amp: bool = True
@@ -95,11 +96,16 @@ def val_psnr(codec: Codec1D | Codec2D, val: torch.Tensor | Sequence[torch.Tensor
 
 
 def _forward(codec: Codec1D | Codec2D, x: torch.Tensor, amp: bool, train_encoder: bool,
-             tf_weight: float) -> torch.Tensor:
+             tf_weight: float, round_latents: bool = False) -> torch.Tensor:
     with torch.autocast(x.device.type, enabled=False):
         X = codec.wavelet_analysis(x, J=codec.J)
         with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
-            v = codec.decoder[0](codec.encoder(X))  # companding + noise + inverse companding, fp32
+            if round_latents:   # eval-mode Round: the integers the decoder will be given after training
+                codec.encoder.eval()
+            try:
+                v = codec.decoder[0](codec.encoder(X))  # companding + noise (or rounding) + inverse companding, fp32
+            finally:
+                codec.encoder.train(codec.training)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
         X_hat = codec.decoder[1](v)
     X_hat = X_hat.float()
@@ -186,6 +192,9 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
     conv = _encoder_conv(codec)
     pinned = (_row_norms(conv.weight.detach()).clone()
               if (conv is not None and cfg.pin_encoder_gain and not cfg.freeze_encoder) else None)
+    if cfg.round_latents and not cfg.freeze_encoder:
+        raise ValueError("round_latents needs freeze_encoder: rounding passes no gradient to the encoder, "
+                         "which trains through the noise proxy")
     if cfg.freeze_encoder:  # no gradient, no optimizer state, no weight decay: the latents stay bit-identical
         for p in enc_params:
             p.requires_grad_(False)
@@ -227,7 +236,7 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
             for i, group in enumerate(opt.param_groups):
                 group["lr"] = cfg.lr * f * (1.0 if (i == 1 or train_encoder) else 0.0)
             x = sampler.sample(cfg.batch_size)
-            loss = _forward(codec, x, amp, train_encoder, cfg.tf_weight)
+            loss = _forward(codec, x, amp, train_encoder, cfg.tf_weight, cfg.round_latents)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -277,7 +286,8 @@ def train(codec: Codec1D | Codec2D, sampler: Any, cfg: TrainConfig, out_dir: str
                "amp_bf16": amp, "val_psnr_start": val_psnr_start, "val_psnr": last_val,
                "result_step": best_step if best_state is not None else step,
                "final_loss_ema": loss_ema, "optimizer": "AdamW", "trainer": asdict(cfg),
-               **({"encoder_frozen": True} if cfg.freeze_encoder else {})}
+               **({"encoder_frozen": True} if cfg.freeze_encoder else {}),
+               **({"round_latents": True} if cfg.round_latents else {})}
     log(f"done: {step} steps in {elapsed:.0f} s, val PSNR {val_psnr_start} -> {last_val}")
     return summary
 
