@@ -163,6 +163,9 @@ def plot(report: dict, path: str) -> None:
             ax.plot(res["bicubic"]["bpp_webp"], res["bicubic"]["psnr"], "s", ms=8,
                     label=f"bicubic 1/{res['reduction'] ** 0.5:g} per side (webp)")
         ax.set_xscale("log")
+        ticks = [t for t in (0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())   # log-axis minor labels overlap
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel("PSNR (dB)")
         ax.set_title(f"held-out {'RGB' if kind == 'rgb' else 'grayscale'} photos")
