@@ -225,16 +225,20 @@ def _init_name(spec: str) -> str:
 def _init_record(spec: str, encoder_sha: str) -> dict[str, Any]:
     """Where a fine-tune started: the codec, its encoder's hash (equal hashes = equal latents) and its training."""
     rec: dict[str, Any] = {"from": spec, "encoder_sha256": encoder_sha}
-    card = codec_card(spec) if spec in list_codecs() else _card_beside(Path(spec))
+    card = _init_card(spec)
     if card:
         rec["training"] = card.get("training")
     return rec
 
 
+def _init_card(spec: str) -> dict[str, Any] | None:
+    """The card of the codec given to ``--init``: a shipped one's, or the JSON beside a file (None without)."""
+    return codec_card(spec) if spec in list_codecs() else _card_beside(Path(spec))
+
+
 def _card_training(spec: str) -> dict[str, Any] | None:
-    """The ``training`` record of the card of a codec file given to ``--init`` (None without one)."""
-    card = codec_card(spec) if spec in list_codecs() else _card_beside(Path(spec))
-    training = (card or {}).get("training")
+    """The ``training`` record of that card (None without one)."""
+    training = (_init_card(spec) or {}).get("training")
     return training if isinstance(training, dict) else None
 
 
