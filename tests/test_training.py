@@ -11,6 +11,7 @@ from walloc_cdl import Codec1D, Codec2D, load_codec
 from walloc_cdl.cli import main as cli_main
 from walloc_cdl.training.batches import CropSampler, MixedSampler, SegmentSampler
 from walloc_cdl.training.pca import (cap_gains, companding_slope, init_linear_decoder, init_linear_encoder, init_post_filter,
+                                     scale_latent_gain,
                                      linear_reconstruction, wavelet_pca)
 from walloc_cdl.training.trainer import TrainConfig, lr_factor, psnr, save_preview, train, val_psnr
 
@@ -107,6 +108,28 @@ def test_cap_gains_rescues_loud_peaks_and_leaves_fitting_channels_alone():
     # a headroom above every peak changes nothing
     w = codec.encoder[0].weight.clone()
     assert cap_gains(codec, [x], headroom=1e6) == 0 and torch.equal(codec.encoder[0].weight, w)
+
+
+@pytest.mark.parametrize("ndim", [2, 1])
+def test_scale_latent_gain_keeps_the_unquantised_codec_and_refines_the_step(ndim):
+    torch.manual_seed(0)
+    if ndim == 2:
+        codec, x, train_x = Codec2D(3, 2, None, 32, 12, 8, True).eval(), smooth_images(4, seed=1), smooth_images(8, seed=2)
+    else:
+        codec, x, train_x = Codec1D(2, 3, None, 32, 8, 8, True, True).eval(), sines(2, 2048, seed=1), sines(6, 2048, seed=2)
+    init_linear_encoder(codec, wavelet_pca(codec, [train_x]), 0.1)
+    with torch.no_grad():
+        cont = codec.decode(codec.encode(x, quantize=False))
+        err = (codec.decode(codec.encode(x)) - cont).pow(2).mean()
+        w = codec.encoder[0].weight.clone()
+        scale_latent_gain(codec, 2.0)
+        assert torch.allclose(codec.encoder[0].weight, 2 * w)
+        # the same function without quantisation (ToNormal undoes the companding; the decoder's input is scaled back)
+        assert torch.allclose(codec.decode(codec.encode(x, quantize=False)), cont, atol=1e-5)
+        # with it, a finer step: the rounded codec lands closer to the unquantised one (~4x less noise power)
+        assert (codec.decode(codec.encode(x)) - cont).pow(2).mean() < 0.5 * err
+    with pytest.raises(ValueError, match="must be > 0"):
+        scale_latent_gain(codec, 0.0)
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -222,6 +245,24 @@ def test_cli_fine_tunes_from_init_with_a_frozen_encoder(photo_folder, tmp_path):
         same_weights = torch.equal(tuned.encoder[0].weight, start.encoder[0].weight)
         assert same_latents and same_weights if frozen else not same_weights
         assert not torch.equal(tuned.decode(start.encode(x)), start.decode(start.encode(x)))  # the decoder did train
+
+
+def test_cli_gain_factor_rescales_the_init_codec_and_records_it(photo_folder, tmp_path):
+    base = ["--data", str(photo_folder), "--val-size", "4", "--no-progress", "--device", "cpu", "--warmup", "1"]
+    assert cli_main(["train-codec", "--channels", "3", "--J", "2", "--latent-dim", "12", "--Nd", "32", "--steps", "2",
+                     "--out", str(tmp_path / "a"), "--name", "start", "--crop", "32", "--batch-size", "4"] + base) == 0
+    start_path = tmp_path / "a" / "start.safetensors"
+    start = load_codec(start_path)
+    assert cli_main(["train-codec", "--init", str(start_path), "--freeze-encoder", "--gain-factor", "2", "--steps", "2",
+                     "--out", str(tmp_path / "b")] + base) == 0
+    tuned = load_codec(tmp_path / "b" / "start.safetensors")
+    assert torch.allclose(tuned.encoder[0].weight, 2 * start.encoder[0].weight)
+    x = smooth_images(2, 32, seed=5)
+    assert not torch.equal(tuned.encode(x), start.encode(x))  # the latents change: recorded in the card
+    init = json.loads((tmp_path / "b" / "start.json").read_text())["training"]["init"]
+    assert init["gain_factor"] == 2.0 and init["rescaled_encoder_sha256"] != init["encoder_sha256"]
+    with pytest.raises(SystemExit, match="give it one with --init"):
+        cli_main(["train-codec", "--preset", "rgb-16x", "--gain-factor", "2", "--out", str(tmp_path / "c")] + base)
 
 
 def test_cli_trains_with_two_crop_sizes(photo_folder, tmp_path):

@@ -30,7 +30,8 @@ import torch
 from ..checkpoints import codec_card, list_codecs, load_codec, save_codec, state_dict_sha256
 from ..codec import build_codec
 from .batches import CropSampler, MixedSampler, SegmentSampler, load_items
-from .pca import cap_gains, init_linear_decoder, init_linear_encoder, init_post_filter, linear_reconstruction, wavelet_pca
+from .pca import (cap_gains, init_linear_decoder, init_linear_encoder, init_post_filter, linear_reconstruction,
+                  scale_latent_gain, wavelet_pca)
 from .presets import PRESETS, preset
 from .trainer import TrainConfig, train, val_psnr
 
@@ -55,6 +56,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--round-latents", action="store_true",
                    help="with --freeze-encoder: the decoder trains on rounded latents, exactly what it decodes "
                         "later, instead of the noisy proxy that an encoder in training needs")
+    g.add_argument("--gain-factor", type=float, metavar="K",
+                   help="with --init: multiply the codec's encoder gain by K before fine-tuning (finer quantisation "
+                        "step, about log2 K more bits per latent entry, so a lower compression ratio and a higher "
+                        "PSNR); the decoder's input is scaled back, so it starts from the same function. "
+                        "Latents change: datasets made with the starting codec no longer match")
     d = p.add_argument_group("data")
     d.add_argument("--data", nargs="+", required=True,
                    help="training sources (folders, tars, HF datasets, idx); several share the batches equally")
@@ -154,6 +160,12 @@ def run(args: argparse.Namespace) -> int:
     codec = (init if init is not None else build_codec(cfg)).to(device)
     # read before training: the start's encoder hash, and its card (which --out may later overwrite)
     init_rec = _init_record(args.init, state_dict_sha256(codec.encoder)) if init is not None else None
+    if args.gain_factor is not None:
+        if init is None:
+            raise SystemExit("train-codec: --gain-factor rescales a trained codec; give it one with --init")
+        scale_latent_gain(codec, args.gain_factor)
+        init_rec["gain_factor"] = args.gain_factor
+        init_rec["rescaled_encoder_sha256"] = state_dict_sha256(codec.encoder)
     kind, progress = extra["kind"], not args.no_progress
     sources: list[int] = []
     items = load_items(args.data, kind, cfg["channels"], device, args.sample_rate, args.max_side, progress=progress,
@@ -174,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
 
     closed: dict[str, Any] = {}
     if init is not None:
-        print(f"fine-tuning {args.init} (no closed form){'; encoder frozen' if args.freeze_encoder else ''}")
+        print(f"fine-tuning {args.init} (no closed form){'; encoder frozen' if args.freeze_encoder else ''}"
+              f"{f'; encoder gain x{args.gain_factor:g}' if args.gain_factor is not None else ''}")
     elif not args.resume:
         pca = wavelet_pca(codec, (sampler.sample(extra["batch_size"]) for _ in range(args.pca_batches)))
         step = args.step or pca.step_for(extra["rho"])

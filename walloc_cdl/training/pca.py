@@ -142,6 +142,30 @@ def cap_gains(codec: Codec1D | Codec2D, batches: Iterable[torch.Tensor], headroo
 
 
 @torch.no_grad()
+def scale_latent_gain(codec: Codec1D | Codec2D, factor: float) -> None:
+    """Multiply a trained codec's encoder gain by ``factor`` and divide its decoder's input by it.
+
+    The quantisation step in transform units shrinks by ``factor`` (about log2(factor) more bits per latent
+    entry), while the unquantised path encode → decode stays the same function: ``ToNormal`` undoes the
+    companding exactly, so the decoder's first conv sees ``factor`` × its old input and is scaled back.
+    This moves a trained codec along its rate-distortion curve without retraining from scratch; a short
+    decoder fine-tune then adapts the decoder to the smaller quantisation noise.  Needs the lightweight
+    (1×1 conv) encoder; the companding's tails clip a little sooner (values beyond ~3.7 companding scales).
+    """
+    if not factor > 0:
+        raise ValueError(f"gain factor must be > 0, got {factor}")
+    conv = _encoder_conv(codec)
+    conv.weight.mul_(factor)
+    conv.bias.mul_(factor)
+    first = codec.decoder[1]
+    first = first.conv_in if hasattr(first, "conv_in") else first.conv1
+    if hasattr(first, "weight_g"):  # weight-normed conv: weight = g · v/||v||, so scaling g scales the weight
+        first.weight_g.div_(factor)
+    else:
+        first.weight.div_(factor)
+
+
+@torch.no_grad()
 def init_post_filter(codec: Codec1D) -> None:
     """The 1D post filter starts as the identity (a centred unit impulse), not a random 129-tap filter."""
     if getattr(codec, "post_filter", False):
