@@ -11,6 +11,7 @@ Prints JSON; draws an RD plot (PSNR vs bpp, JPEG/WebP curves over quality) to ``
 
     python benchmarks/codec_rd.py > rd.json                       # every shipped codec
     python benchmarks/codec_rd.py --codecs rgb-16x --plot rd.png
+    python benchmarks/codec_rd.py --codecs rgb-16x --gain-sweep 0.5 1 2 4 --plot rd.png   # + its RD curve
 """
 from __future__ import annotations
 
@@ -111,6 +112,22 @@ def image_report(name: str, codec, images: list[tuple[str, np.ndarray]], formats
     return out
 
 
+def gain_sweep(codec, images: list[tuple[str, np.ndarray]], factors: list[float]) -> list[dict]:
+    """The codec moved along its RD curve without retraining: encoder gain x K, decoder input / K
+    (``training.pca.scale_latent_gain``).  K > 1 is a finer quantisation step: more bits, less noise."""
+    import copy
+
+    from walloc_cdl.training.pca import scale_latent_gain
+
+    out = []
+    for k in factors:
+        c = copy.deepcopy(codec)
+        scale_latent_gain(c, k)
+        res = evaluate_images(c, images, ("webp",))
+        out.append({"gain_factor": k, **{m: res[m] for m in ("psnr", "ms_ssim", "bpp_webp", "cr_webp")}})
+    return out
+
+
 def curves(images: list[np.ndarray]) -> dict:
     """Mean bpp and PSNR of JPEG and lossy WebP over QUALITIES."""
     out = {}
@@ -160,6 +177,11 @@ def plot(report: dict, path: str) -> None:
             if (res["codec"].startswith("gray")) != (kind == "gray") or "bicubic" not in res:
                 continue
             ax.plot(res["bpp_webp"], res["psnr"], "*", ms=14, label=f"WaLLoC {res['codec']} (webp latents)")
+            if res.get("gain_sweep"):
+                sw = res["gain_sweep"]
+                ax.plot([p["bpp_webp"] for p in sw], [p["psnr"] for p in sw], "--.", ms=5,
+                        label=f"{res['codec']}, encoder gain x{sw[0]['gain_factor']:g}..x{sw[-1]['gain_factor']:g} "
+                              "(no retraining)")
             ax.plot(res["bicubic"]["bpp_webp"], res["bicubic"]["psnr"], "s", ms=8,
                     label=f"bicubic 1/{res['reduction'] ** 0.5:g} per side (webp)")
         ax.set_xscale("log")
@@ -183,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fashion-mnist", type=int, default=1000, help="t10k images for gray codecs")
     p.add_argument("--plot", default="benchmarks/codec_rd.png", help="RD plot path ('' for none)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--gain-sweep", type=float, nargs="+", metavar="K",
+                   help="also score each image codec with its encoder gain x K and decoder input / K, no retraining "
+                        "(its RD curve around the shipped point; `train-codec --gain-factor K` then fine-tunes one)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = args.codecs or list_codecs()
@@ -203,11 +228,15 @@ def main(argv: list[str] | None = None) -> int:
             rgb = rgb or heldout_images(gray=False, max_side=args.max_side)
             res = image_report(name, codec, rgb)
             res.update(throughput(codec, [im for _, im in rgb]))
+            if args.gain_sweep:
+                res["gain_sweep"] = gain_sweep(codec, rgb, args.gain_sweep)
             report["images"].append(res)
         elif codec.channels == 1:
             gray = gray or heldout_images(gray=True, max_side=args.max_side)
             res = image_report(name, codec, gray)
             res.update(throughput(codec, [im for _, im in gray]))
+            if args.gain_sweep:
+                res["gain_sweep"] = gain_sweep(codec, gray, args.gain_sweep)
             fm = fashion_mnist_test(args.fashion_mnist)
             fmr = image_report(name, codec, fm, formats=("webp",), baselines=False)
             fmr["bicubic"] = {"psnr": float(np.mean([bicubic(im, codec.dimensionality_reduction)["psnr"] for _, im in fm]))}

@@ -51,11 +51,14 @@ def test_loads_offline_in_fp32_with_a_complete_card(name, no_network):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_decoder_fine_tunes_kept_the_starting_encoder(name):
     """A card that says the encoder was frozen must hold the starting codec's encoder: same latents, so
-    every latent result measured with the earlier version stays valid."""
+    every latent result measured with the earlier version stays valid.  A ``--gain-factor`` start rescaled
+    that encoder first (new latents); the card then names the rescaled encoder's hash."""
     tr = codec_card(name)["training"]
     if not tr.get("encoder_frozen"):
         pytest.skip(f"{name} was trained, not decoder-fine-tuned")
-    assert state_dict_sha256(load_codec(name).encoder) == tr["init"]["encoder_sha256"]
+    init = tr["init"]
+    expected = init["rescaled_encoder_sha256"] if "gain_factor" in init else init["encoder_sha256"]
+    assert state_dict_sha256(load_codec(name).encoder) == expected
 
 
 def test_load_in_a_fresh_interpreter_without_sockets():

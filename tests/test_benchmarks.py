@@ -1,0 +1,43 @@
+"""Benchmark scripts' own logic (the scripts live outside the package; loaded from their files)."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from walloc_cdl import load_codec
+from walloc_cdl.training.evaluate import evaluate_images
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _photos(n: int = 2, size: int = 64) -> list[tuple[str, np.ndarray]]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for i in range(n):
+        x = torch.nn.functional.interpolate(torch.rand(1, 3, size // 8, size // 8, generator=g), size=(size, size),
+                                            mode="bicubic", align_corners=False)
+        x = x + 0.05 * torch.rand(1, 3, size, size, generator=g)
+        out.append((f"img{i}", (x[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()))
+    return out
+
+
+def test_codec_rd_gain_sweep_trades_bits_for_psnr_and_leaves_the_codec_alone():
+    rd = _script("codec_rd")
+    codec = load_codec("rgb-16x")
+    w = codec.encoder[0].weight.clone()
+    images = _photos()
+    sweep = rd.gain_sweep(codec, images, [0.5, 1.0, 4.0])
+    assert torch.equal(codec.encoder[0].weight, w)  # rescaled copies only
+    plain = evaluate_images(codec, images, ("webp",))
+    assert abs(sweep[1]["psnr"] - plain["psnr"]) < 1e-9 and sweep[1]["bpp_webp"] == plain["bpp_webp"]
+    bpp = [p["bpp_webp"] for p in sweep]
+    assert bpp[0] < bpp[1] < bpp[2]  # a finer step costs bits...
+    assert sweep[2]["psnr"] > sweep[0]["psnr"]  # ...and buys fidelity
