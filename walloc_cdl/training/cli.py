@@ -10,7 +10,9 @@ Examples::
 
 ``--init`` fine-tunes a trained codec (a shipped name or a saved file) instead of starting from the closed
 form; with ``--freeze-encoder`` only the decoder trains, so latents stay bit-identical and latent shards and
-models built with the starting codec stay valid.
+models built with the starting codec stay valid.  ``--gain-factor K`` first moves that codec along its
+rate-distortion curve (a K× finer quantisation step: more bits, higher PSNR; new latents), e.g.
+``--init rgb-16x --freeze-encoder --gain-factor 2`` (``benchmarks/codec_rd.py --gain-sweep`` shows the curve).
 
 ``--data`` takes image folders, saved HF datasets / data files, WebDataset tars, idx files or audio
 folders (anything :func:`walloc_cdl.data.sources.open_source` reads), several at once.
