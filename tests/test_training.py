@@ -11,8 +11,7 @@ from walloc_cdl import Codec1D, Codec2D, load_codec
 from walloc_cdl.cli import main as cli_main
 from walloc_cdl.training.batches import CropSampler, MixedSampler, SegmentSampler
 from walloc_cdl.training.pca import (cap_gains, companding_slope, init_linear_decoder, init_linear_encoder, init_post_filter,
-                                     scale_latent_gain,
-                                     linear_reconstruction, wavelet_pca)
+                                     linear_reconstruction, scale_latent_gain, wavelet_pca)
 from walloc_cdl.training.trainer import TrainConfig, lr_factor, psnr, save_preview, train, val_psnr
 
 
@@ -247,7 +246,7 @@ def test_cli_fine_tunes_from_init_with_a_frozen_encoder(photo_folder, tmp_path):
         assert not torch.equal(tuned.decode(start.encode(x)), start.decode(start.encode(x)))  # the decoder did train
 
 
-def test_cli_gain_factor_rescales_the_init_codec_and_records_it(photo_folder, tmp_path):
+def test_cli_gain_factor_rescales_the_init_codec_and_records_it(photo_folder, tmp_path, capsys):
     base = ["--data", str(photo_folder), "--val-size", "4", "--no-progress", "--device", "cpu", "--warmup", "1"]
     assert cli_main(["train-codec", "--channels", "3", "--J", "2", "--latent-dim", "12", "--Nd", "32", "--steps", "2",
                      "--out", str(tmp_path / "a"), "--name", "start", "--crop", "32", "--batch-size", "4"] + base) == 0
@@ -263,6 +262,10 @@ def test_cli_gain_factor_rescales_the_init_codec_and_records_it(photo_folder, tm
     assert init["gain_factor"] == 2.0 and init["rescaled_encoder_sha256"] != init["encoder_sha256"]
     with pytest.raises(SystemExit, match="give it one with --init"):
         cli_main(["train-codec", "--preset", "rgb-16x", "--gain-factor", "2", "--out", str(tmp_path / "c")] + base)
+    capsys.readouterr()
+    assert cli_main(["train-codec", "--init", str(start_path), "--freeze-encoder", "--gain-factor", "100", "--steps", "1",
+                     "--out", str(tmp_path / "d")] + base) == 0
+    assert "warning: with --gain-factor 100" in capsys.readouterr().out  # far into the companding's flat tails
 
 
 def test_cli_trains_with_two_crop_sizes(photo_folder, tmp_path):

@@ -29,11 +29,12 @@ from typing import Any
 
 import torch
 
+from ..bottleneck import companding_scale
 from ..checkpoints import codec_card, list_codecs, load_codec, save_codec, state_dict_sha256
 from ..codec import build_codec
 from .batches import CropSampler, MixedSampler, SegmentSampler, load_items
-from .pca import (cap_gains, init_linear_decoder, init_linear_encoder, init_post_filter, linear_reconstruction,
-                  scale_latent_gain, wavelet_pca)
+from .pca import (cap_gains, channel_peaks, init_linear_decoder, init_linear_encoder, init_post_filter,
+                  linear_reconstruction, scale_latent_gain, wavelet_pca)
 from .presets import PRESETS, preset
 from .trainer import TrainConfig, train, val_psnr
 
@@ -185,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         val, val_from = sampler.fixed(args.val_size), "fixed crops of the training data"
     print(f"{name}: {cfg}; {len(items)} training items on {device}; validation: {val_from}")
+    if args.gain_factor is not None:
+        _warn_saturation(codec, val, args.gain_factor)
 
     closed: dict[str, Any] = {}
     if init is not None:
@@ -224,6 +227,18 @@ def run(args: argparse.Namespace) -> int:
     path = save_codec(codec, out / f"{name}.safetensors", metadata=card, half_decoder=args.half)
     print(json.dumps({"saved": str(path), "val_psnr": summary["val_psnr"], "steps": summary["steps"]}))
     return 0
+
+
+def _warn_saturation(codec: torch.nn.Module, val: torch.Tensor, factor: float, headroom: float = 2.5) -> None:
+    """Say when the raised gain pushes latent channels into the flat tails of the companding (beyond
+    ``headroom`` scales, as ``--headroom``/``cap_gains``), where rounding is coarse and ``ToNormal`` clips past
+    3.7 (``codec_rd.py --gain-sweep``: the RGB codecs lose 2-4 dB there)."""
+    peaks = channel_peaks(codec, [val[i:i + 8] for i in range(0, len(val), 8)]) / companding_scale(codec.latent_bits)
+    over = [(c, round(float(p), 1)) for c, p in enumerate(peaks) if p > headroom]
+    if over:
+        print(f"warning: with --gain-factor {factor:g}, {len(over)} of {len(peaks)} latent channels peak beyond "
+              f"{headroom:g} companding scales on the validation crops (channel, peak: {over}); their large values "
+              "will clip. A smaller factor keeps them in range.")
 
 
 def _load_init(spec: str) -> torch.nn.Module:

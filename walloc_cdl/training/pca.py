@@ -118,6 +118,17 @@ def init_linear_encoder(codec: Codec1D | Codec2D, pca: WaveletPCA, step: float) 
 
 
 @torch.no_grad()
+def channel_peaks(codec: Codec1D | Codec2D, batches: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Largest |latent| per channel before companding (the 1×1 encoder's output) over ``batches``."""
+    conv = _encoder_conv(codec)
+    peak = torch.zeros(conv.weight.shape[0])
+    for x in batches:
+        y = _unpad(codec, conv, conv(codec.wavelet_analysis(x.float(), J=codec.J)))
+        peak = torch.maximum(peak, y.transpose(0, 1).reshape(y.shape[1], -1).abs().amax(1).cpu())
+    return peak
+
+
+@torch.no_grad()
 def cap_gains(codec: Codec1D | Codec2D, batches: Iterable[torch.Tensor], headroom: float = 2.5) -> int:
     """Lower the gain of latent channels whose peaks would saturate the companding; returns how many.
 
@@ -129,10 +140,7 @@ def cap_gains(codec: Codec1D | Codec2D, batches: Iterable[torch.Tensor], headroo
     :func:`init_linear_encoder`; the decoder init then follows the new weights.
     """
     conv = _encoder_conv(codec)
-    peak = torch.zeros(conv.weight.shape[0])
-    for x in batches:
-        y = _unpad(codec, conv, conv(codec.wavelet_analysis(x.float(), J=codec.J)))
-        peak = torch.maximum(peak, y.transpose(0, 1).reshape(y.shape[1], -1).abs().amax(1).cpu())
+    peak = channel_peaks(codec, batches)
     limit = headroom * companding_scale(codec.latent_bits)
     factor = torch.where(peak > limit, limit / peak.clamp_min(1e-12), torch.ones_like(peak)).to(conv.weight)
     shape = (-1, *([1] * (conv.weight.ndim - 1)))
