@@ -129,6 +129,8 @@ def test_scale_latent_gain_keeps_the_unquantised_codec_and_refines_the_step(ndim
         assert (codec.decode(codec.encode(x)) - cont).pow(2).mean() < 0.5 * err
     with pytest.raises(ValueError, match="must be > 0"):
         scale_latent_gain(codec, 0.0)
+    with pytest.raises(ValueError, match="lightweight"):  # a CNN encoder has no single gain to scale
+        scale_latent_gain(Codec2D(3, 1, 32, 32, 12, 8, False), 2.0)
 
 
 def test_lr_schedule_warms_up_then_decays():

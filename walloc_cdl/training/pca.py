@@ -90,7 +90,8 @@ def companding_slope(latent_bits: int) -> float:
 def _encoder_conv(codec: Codec1D | Codec2D) -> torch.nn.Module:
     conv = codec.encoder[0]
     if not isinstance(conv, (torch.nn.Conv1d, torch.nn.Conv2d)) or any(k != 1 for k in conv.kernel_size):
-        raise ValueError("closed-form init needs the lightweight (1×1 conv) encoder: lightweight_encode=True")
+        raise ValueError("the closed-form start and gain changes need the lightweight (1×1 conv) encoder: "
+                         "lightweight_encode=True")
     return conv
 
 
