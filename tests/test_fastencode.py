@@ -310,7 +310,7 @@ def test_triton_kernels_in_the_cpu_interpreter():
 
 
 def test_default_method_per_device():
-    assert default_method(torch.device("cpu")) == "sep"
+    assert default_method(torch.device("cpu")) == "poly"
     assert default_method(torch.device("cuda")) in ("triton_tile", "sep")
 
 
@@ -334,3 +334,18 @@ def test_weights_cached_under_inference_mode_serve_autograd_later():
     x.requires_grad_(True)
     codec.encode(x, quantize=False).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("rows,blocks", [((28, 29), (4, 3)), ((0, 5), (0, 2)), ((3, 0), (2, 0))])
+def test_polyphase_rows_wraps_like_index_arithmetic(rows, blocks):
+    """The in-buffer wrap of ``poly`` (whole rows, whole blocks) equals x[c, (r - top) mod H, (S(q - left) + p) mod W]."""
+    from walloc_cdl.fastencode import _polyphase_rows
+    S, (B, C, H, W) = 8, (2, 3, 40, 48)
+    u = torch.randint(0, 256, (B, C, H, W), dtype=torch.uint8)
+    out = _polyphase_rows(u, S, rows, blocks, torch.float32)
+    Hp, Wq = H + sum(rows), W // S + sum(blocks)
+    r = (torch.arange(Hp) - rows[0]) % H
+    col = (S * (torch.arange(Wq).reshape(-1, 1) - blocks[0]) + torch.arange(S)) % W     # (Wq, S)
+    expect = u.float()[:, :, r][:, :, :, col].permute(0, 2, 3, 1, 4)                 # (B, Hp, Wq, C, S)
+    assert out.shape == (B, Hp, Wq, C, S)
+    torch.testing.assert_close(out, expect, atol=0, rtol=0)

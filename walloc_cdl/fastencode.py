@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -35,8 +36,10 @@ import torch.nn.functional as F
 
 from .bottleneck import ToUniform
 
-METHODS_2D = ("sep", "sep_mm", "mm", "s2d", "triton", "triton_tile", "dense")
-"""2D formulations: ``sep`` two strided convs; ``sep_mm`` GEMMs along W then a conv along H;
+METHODS_2D = ("poly", "sep", "sep_mm", "mm", "s2d", "triton", "triton_tile", "dense")
+"""2D formulations: ``poly`` channels-last: pass W as a stride-1 conv over the 2^J polyphase components of
+each row (the wrap-pad fused into that reorder), then pass H (the CPU default, see :func:`_encode_2d_poly`);
+``sep`` two strided convs; ``sep_mm`` GEMMs along W then a conv along H;
 ``mm`` GEMMs for both passes (block-Toeplitz, see :func:`_encode_2d_mm`); ``s2d`` space-to-depth then one
 stride-1 conv (C·4^J -> latent_dim, ceil(K/2^J)+1 blocks square); ``triton`` two fused Triton kernels
 (CUDA only; float32 runs them in tf32x3, about float32 accuracy; bf16/fp16 in tf32); ``triton_tile`` the
@@ -243,6 +246,8 @@ def _encode_2d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, method: st
             tile = _on_device(plan, ("triton_tile", scale), lambda: tile_weights(plan.MW, S, scale), x.device,
                               torch.float32)
         return encode_2d_triton(x, weights, plan.lo, plan.MW.shape[1], plan.proj.shape[0], S, prec, tile, compand)
+    if method == "poly" and plan.proj is not None and not transform_only:
+        return _encode_2d_poly(plan, x, dtype, S, scale, compand)
     if method == "s2d" and plan.proj is not None and not transform_only:
         return _encode_2d_s2d(plan, x, dtype, S, scale)
     if method == "mm" and plan.proj is not None and not transform_only:
@@ -326,6 +331,82 @@ def _encode_2d_mm(plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, S: int, sc
     L = plan.proj.shape[0]
     z = z.reshape(B, nbw * m, nbh, L, m).permute(0, 3, 2, 4, 1).reshape(B, L, nbh * m, nbw * m)[:, :, :h, :w]
     return _result(z) + plan.bias.to(dev, torch.float64 if z.dtype == torch.float64 else torch.float32).reshape(1, L, 1, 1)
+
+
+def _poly_weights(plan: _Plan2D, C: int, S: int, scale: float) -> tuple:
+    """Pass-W weights of ``poly``: (C·S, S, 1, D) grouped conv from the S phases of D blocks to the S bands,
+    the bank shifted by ``off`` zero taps so its span starts on a block edge; bias (the uint8 offset)."""
+    K = plan.MW.shape[1]
+    off = plan.lo - S * (plan.lo // S)
+    D = -(-(off + K) // S)
+    Mp = torch.zeros(S, D * S, dtype=plan.MW.dtype)
+    Mp[:, off:off + K] = plan.MW * scale
+    A = Mp.reshape(S, D, S).permute(0, 2, 1).reshape(S, S, 1, D)           # (band, phase, 1, block)
+    bias = (-0.5 * plan.MW.sum(1)).repeat(C) if scale != 1.0 else torch.zeros(C * S, dtype=plan.MW.dtype)
+    return A.repeat(C, 1, 1, 1).contiguous(memory_format=torch.channels_last), bias
+
+
+def _polyphase_rows(x: torch.Tensor, S: int, rows: tuple[int, int], blocks: tuple[int, int],
+                    dtype: torch.dtype) -> torch.Tensor:
+    """(B, C, H, W) -> (B, Hp, Wq, C, S): row r, block q, channel c, phase p holds
+    x[c, (r - top) mod H, (S·(q - left) + p) mod W]; wrap-padded, cast and reordered in one pass.
+
+    The wrap is copied from inside the buffer (whole rows, whole blocks) when it fits; otherwise
+    (tiny inputs, W not a multiple of S) the batch is wrap-padded first and then reordered.
+    """
+    B, C, H, W = x.shape
+    (top, bottom), (left, right) = rows, blocks
+    w = W // S
+    Hp, Wq = H + top + bottom, w + left + right
+    out = torch.empty(B, Hp, Wq, C, S, dtype=dtype, device=x.device)
+    if W % S or not (0 <= top <= H and 0 <= bottom <= H and 0 <= left <= w and 0 <= right <= w):
+        xp = periodic_pad(x, [(top, bottom), (S * left, S * Wq - W - S * left)])
+        for c in range(C):
+            out[:, :, :, c].copy_(xp[:, c].reshape(B, Hp, Wq, S))
+        return out
+    for c in range(C):   # one copy per channel: 2x faster than one permuted 5D copy (contiguous source rows)
+        out[:, top:top + H, left:left + w, c].copy_(x[:, c].reshape(B, H, w, S))
+    if left:
+        out[:, top:top + H, :left].copy_(out[:, top:top + H, w:w + left])
+    if right:
+        out[:, top:top + H, left + w:].copy_(out[:, top:top + H, left:left + right])
+    if top:
+        out[:, :top].copy_(out[:, H:H + top])
+    if bottom:
+        out[:, top + H:].copy_(out[:, top:top + bottom])
+    return out
+
+
+def _encode_2d_poly(plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, S: int, scale: float,
+                    compand: tuple[float, float] | None = None) -> torch.Tensor:
+    """Both passes as channels-last convs; pass W reads the row's polyphase components as channels.
+
+    Why (2 CPU threads, RGB 16x, benchmarks/RESULTS.md): the strided NCHW pass H runs at about half the
+    speed of the same conv channels-last, and the strided 57-tap pass W at ~0.6x of a stride-1 conv of
+    8 taps over the 8 phases; the reorder that makes the phases channels also does the wrap-pad and
+    the uint8 cast, so the batch is copied once.  ``compand`` = (scale, latent_max): the bottleneck's
+    companding, its 1/(scale·√2) folded into the projection, leaving ``latent_max·erf`` (in place).
+    """
+    B, C, H, W = x.shape
+    h, w = H // S, W // S
+    K = plan.MW.shape[1]
+    dev = x.device
+    cl = torch.channels_last
+    A, bias_w = _on_device(plan, ("poly", C, scale), lambda: _poly_weights(plan, C, S, scale), dev, dtype)
+    D = A.shape[-1]
+    b0 = plan.lo // S                                    # first block a latent reads, relative to its own
+    rows = _pads(H, h, S, K, plan.lo)
+    xs = _polyphase_rows(x, S, rows, (-b0, D - 1 + b0), dtype)   # Wq = w + D - 1 blocks
+    Hp, Wq = xs.shape[1:3]
+    xs = xs.view(B, Hp, Wq, C * S).permute(0, 3, 1, 2)   # (B, C·S, Hp, Wq) channels-last, no copy
+    y = F.conv2d(xs, A.contiguous(memory_format=cl), bias_w, groups=C)
+    inv = 1.0 / (compand[0] * math.sqrt(2.0)) if compand else 1.0
+    proj, bias = _on_device(plan, ("proj_cl", inv), lambda: (
+        (plan.proj * inv).unsqueeze(-1).contiguous(memory_format=cl), plan.bias * inv), dev, dtype)
+    z = _result(F.conv2d(y, proj.contiguous(memory_format=cl), bias, stride=(S, 1)).contiguous())
+    if compand:
+        z = torch.erf(z) * compand[1] if torch.is_grad_enabled() and z.requires_grad else z.erf_().mul_(compand[1])
+    return z
 
 
 def _full_kernel(plan: _Plan2D, C: int, S: int) -> torch.Tensor:
@@ -439,13 +520,15 @@ def _conv_autotune(device: torch.device):
 def default_method(device: torch.device) -> str:
     """The 2D formulation measured fastest at float32 accuracy (benchmarks/RESULTS.md, encode throughput).
 
-    CPU: ``sep`` (oneDNN convs).  CUDA: ``triton_tile`` when Triton imports (tf32x3 tensor cores,
-    independent of the TF32 flags; on an H200, 128×3×256² uint8: 0.82 ms vs 1.14 ms for ``triton``,
-    1.78 ms for ``sep``), else ``sep``.
+    CPU: ``poly`` (channels-last oneDNN convs; 2 threads, RGB 16x: about 1.5x ``sep``, no slower for the
+    other shapes measured).  CUDA: ``triton_tile`` when Triton imports (tf32x3 tensor cores, independent of
+    the TF32 flags; on an H200, 128×3×256² uint8: 0.82 ms vs 1.14 ms for ``triton``, 1.78 ms for ``sep``),
+    else ``sep`` (``poly`` is untimed on GPUs).
     """
-    if torch.device(device).type == "cuda" and _triton_available():
-        return "triton_tile"
-    return "sep"
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "triton_tile" if _triton_available() else "sep"
+    return "poly"
 
 
 @lru_cache(maxsize=None)
@@ -458,9 +541,9 @@ def _triton_available() -> bool:
 
 
 def _fused_companding(codec: nn.Module, method: str) -> tuple[float, float] | None:
-    """(scale, latent_max) when the Triton path can apply the bottleneck's companding itself."""
+    """(scale, latent_max) when the Triton and ``poly`` paths can apply the bottleneck's companding themselves."""
     comp = codec.encoder[1]
-    if method in TRITON_METHODS and _linear_1x1(codec) is not None and type(comp) is ToUniform:
+    if (method in TRITON_METHODS or method == "poly") and _linear_1x1(codec) is not None and type(comp) is ToUniform:
         return float(comp.scale), float(comp.latent_max)
     return None
 
@@ -501,7 +584,7 @@ def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype:
         if codec.ndim == 2:
             compand = _fused_companding(codec, method)
             y = _encode_2d(codec, x, dtype, method, compand=compand)
-            if compand is not None:   # the Triton kernel applied encoder[1] already
+            if compand is not None:   # the Triton kernel / poly path applied encoder[1] already
                 return y.round_() if quantize else y
         elif x.is_cuda and dtype == torch.float32:
             # measured: on an H100 the level-split convs ran at 0.69x walloc's per-level transform in float32
