@@ -191,6 +191,10 @@ def bench_audio_cpu(W, reps: int) -> dict:
     if ref is not None:
         for k in res:
             res[k]["speedup_vs_walloc"] = t["walloc_1.2.1"] / t[k]
+    with torch.no_grad():
+        z_ref = codec.double().encoder[0:2](codec.wavelet_analysis(x.double(), J=codec.J))
+        codec.float()
+        res["agreement_fast_fp32_vs_float64"] = agreement(codec.encode(x, quantize=False), z_ref)
     return res
 
 

@@ -333,17 +333,21 @@ def _encode_2d_mm(plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, S: int, sc
     return _result(z) + plan.bias.to(dev, torch.float64 if z.dtype == torch.float64 else torch.float32).reshape(1, L, 1, 1)
 
 
-def _poly_weights(plan: _Plan2D, C: int, S: int, scale: float) -> tuple:
-    """Pass-W weights of ``poly``: (C·S, S, 1, D) grouped conv from the S phases of D blocks to the S bands,
-    the bank shifted by ``off`` zero taps so its span starts on a block edge; bias (the uint8 offset)."""
-    K = plan.MW.shape[1]
-    off = plan.lo - S * (plan.lo // S)
+def _poly_weights(M: torch.Tensor, lo: int, groups: int, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A stride-S bank ``M`` (S, K) as a stride-1 grouped conv over S polyphase components (``poly``).
+
+    Returns the (groups·S, S, 1, D) channels-last weight (band, phase, 1, block), the bank shifted by
+    ``lo mod S`` zero taps so that its span starts on a block edge (block ``lo // S``), and the
+    (groups·S,) bias of uint8 input (``scale`` = 1/255: the offset -0.5·sum(M)), zeros otherwise.
+    """
+    S, K = M.shape
+    off = lo - S * (lo // S)
     D = -(-(off + K) // S)
-    Mp = torch.zeros(S, D * S, dtype=plan.MW.dtype)
-    Mp[:, off:off + K] = plan.MW * scale
-    A = Mp.reshape(S, D, S).permute(0, 2, 1).reshape(S, S, 1, D)           # (band, phase, 1, block)
-    bias = (-0.5 * plan.MW.sum(1)).repeat(C) if scale != 1.0 else torch.zeros(C * S, dtype=plan.MW.dtype)
-    return A.repeat(C, 1, 1, 1).contiguous(memory_format=torch.channels_last), bias
+    Mp = torch.zeros(S, D * S, dtype=M.dtype)
+    Mp[:, off:off + K] = M * scale
+    A = Mp.reshape(S, D, S).permute(0, 2, 1).reshape(S, S, 1, D)
+    bias = (-0.5 * M.sum(1)).repeat(groups) if scale != 1.0 else torch.zeros(groups * S, dtype=M.dtype)
+    return A.repeat(groups, 1, 1, 1).contiguous(memory_format=torch.channels_last), bias
 
 
 def _polyphase_rows(x: torch.Tensor, S: int, rows: tuple[int, int], blocks: tuple[int, int],
@@ -392,7 +396,7 @@ def _encode_2d_poly(plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, S: int, 
     K = plan.MW.shape[1]
     dev = x.device
     cl = torch.channels_last
-    A, bias_w = _on_device(plan, ("poly", C, scale), lambda: _poly_weights(plan, C, S, scale), dev, dtype)
+    A, bias_w = _on_device(plan, ("poly", C, scale), lambda: _poly_weights(plan.MW, plan.lo, C, scale), dev, dtype)
     D = A.shape[-1]
     b0 = plan.lo // S                                    # first block a latent reads, relative to its own
     rows = _pads(H, h, S, K, plan.lo)
@@ -460,6 +464,7 @@ class _Plan1D:
     proj: torch.Tensor | None    # (latent, C·S1, KB) or None (heavy)
     bias: torch.Tensor | None
     pad: int                     # the 1×1 conv's zero padding (walloc's 1D quirk: 1)
+    weight: torch.Tensor | None = None   # (latent, C·2^J) the 1×1 conv itself, packet band order
 
 
 def _plan_1d(codec: nn.Module) -> _Plan1D:
@@ -477,16 +482,22 @@ def _plan_1d(codec: nn.Module) -> _Plan1D:
     w = conv.weight.reshape(conv.out_channels, C, S1, S2).double().cpu()
     proj = torch.einsum("ocab,bt->ocat", w, MB).reshape(conv.out_channels, C * S1, -1)
     bias = conv.bias.double().cpu() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
-    return _Plan1D(MA, loA, MB, loB, S1, proj, bias, int(conv.padding[0]))
+    return _Plan1D(MA, loA, MB, loB, S1, proj, bias, int(conv.padding[0]),
+                   conv.weight.reshape(conv.out_channels, C * S1 * S2).double().cpu())
 
 
-def _encode_1d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, transform_only: bool = False) -> torch.Tensor:
+def _encode_1d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, transform_only: bool = False,
+               compand: tuple[float, float] | None = None) -> torch.Tensor:
+    """Latents before the bottleneck (``compand``: after it, for the unfolded path only, see
+    :func:`_unfolded_1d`), or the packet transform (``transform_only``)."""
     plan = _cached_plan(codec, _plan_1d)
     B, C, T = x.shape
     S1, S = plan.S1, 2 ** codec.J
     S2 = S // S1
     n = T // S
     KA, KB = plan.MA.shape[1], plan.MB.shape[1]
+    if not transform_only and _unfolded_1d(codec, x):
+        return _encode_1d_unfolded(plan, x, dtype, S, compand)
     nA = S2 * (n - 1) + KB                      # pass-A outputs that pass B reads
     left = -(plan.loA + S1 * plan.loB)
     right = S1 * (nA - 1) + KA - T - left
@@ -505,6 +516,57 @@ def _encode_1d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, transform_
     if plan.pad:   # walloc's padding=1 zero-pads the projection's input: edge latents are the bias alone
         edge = plan.bias.to(dev, z.dtype).reshape(1, -1, 1).expand(B, -1, plan.pad)
         z = torch.cat([edge, z, edge], dim=-1)
+    return z
+
+
+def _unfolded_1d(codec: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the second bank and the 1×1 conv run apart (CPU, lightweight encoders).
+
+    Folded they cost latent·C·S1·KB multiply-adds per latent step, apart C·2^J·KB + latent·C·2^J.  Apart
+    pays when it needs under half the folded count (its grouped bank runs at lower efficiency than the
+    dense folded conv): stereo J = 8 with 108 latents needs 0.28 of it (benchmarks/RESULTS.md).
+    """
+    if x.device.type != "cpu" or _linear_1x1(codec) is None:
+        return False
+    plan = _cached_plan(codec, _plan_1d)
+    C, S = codec.channels, 2 ** codec.J
+    L, KB = plan.proj.shape[0], plan.MB.shape[1]
+    return C * S * KB + L * C * S < 0.5 * L * C * plan.S1 * KB
+
+
+def _encode_1d_unfolded(plan: _Plan1D, x: torch.Tensor, dtype: torch.dtype, S: int,
+                        compand: tuple[float, float] | None = None) -> torch.Tensor:
+    """Bank A (strided grouped conv), bank B over its polyphase components (stride-1 grouped conv,
+    channels-last), then the 1×1 conv as one GEMM: the packet transform in full, then the projection.
+    ``compand`` = (scale, latent_max): the bottleneck's companding, folded as in :func:`_encode_2d_poly`."""
+    B, C, T = x.shape
+    S1 = plan.S1
+    S2 = S // S1
+    n = T // S
+    KA = plan.MA.shape[1]
+    dev = x.device
+    scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
+    A2, _ = _on_device(plan, "poly_b", lambda: _poly_weights(plan.MB, plan.loB, C * S1), dev, dtype)
+    b2 = plan.loB // S2                          # first block of bank-A outputs a latent step reads
+    nq = n + A2.shape[-1] - 1                    # blocks of S2 bank-A outputs
+    nA = S2 * nq
+    left = -(plan.loA + S1 * S2 * b2)
+    right = S1 * (nA - 1) + KA - T - left
+    xp = periodic_pad(x, [(left, max(right, 0))]).to(dtype)
+    bias_a = _on_device(plan, "bias_a", lambda: (-0.5 * plan.MA.sum(1)).repeat(C), dev, dtype) if scale != 1.0 else None
+    MA = _on_device(plan, ("MA", scale), lambda: (plan.MA * scale).repeat(C, 1).reshape(C * S1, 1, KA), dev, dtype)
+    y = F.conv1d(xp, MA, bias_a, stride=S1, groups=C)[..., :nA]                       # (B, C·S1, nA)
+    yq = y.reshape(B, C * S1, nq, S2).permute(0, 2, 1, 3).contiguous()               # (B, nq, C·S1, S2)
+    X = F.conv2d(yq.view(B, 1, nq, C * S).permute(0, 3, 1, 2), A2, groups=C * S1)    # (B, C·S, 1, n) chan.-last
+    inv = 1.0 / (compand[0] * math.sqrt(2.0)) if compand else 1.0
+    Wt, bias = _on_device(plan, ("unfolded", inv), lambda: ((plan.weight * inv).T.contiguous(), plan.bias * inv),
+                          dev, dtype)
+    z = torch.addmm(bias, X.permute(0, 2, 3, 1).reshape(B * n, C * S), Wt)           # (B·n, latent)
+    if plan.pad:   # walloc's padding=1 zero-pads the projection's input: edge latents are the bias alone
+        z = torch.cat([bias.expand(B, plan.pad, -1), z.view(B, n, -1), bias.expand(B, plan.pad, -1)], 1)
+    z = _result(z.view(B, n + 2 * plan.pad, -1).transpose(1, 2).contiguous())
+    if compand:
+        z = torch.erf(z) * compand[1] if torch.is_grad_enabled() and z.requires_grad else z.erf_().mul_(compand[1])
     return z
 
 
@@ -590,7 +652,10 @@ def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype:
             # measured: on an H100 the level-split convs ran at 0.69x walloc's per-level transform in float32
             return _reference_encode(codec, x, quantize)
         else:
-            y = _encode_1d(codec, x, dtype)
+            compand = _fused_companding(codec, "poly") if _unfolded_1d(codec, x) else None
+            y = _encode_1d(codec, x, dtype, compand=compand)
+            if compand is not None:   # the unfolded 1D path applied encoder[1] already
+                return y.round_() if quantize else y
     if _linear_1x1(codec) is None:
         y = codec.encoder[0](y.to(next(codec.encoder[0].parameters()).dtype))
     z = codec.encoder[1](y)
