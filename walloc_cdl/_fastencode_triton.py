@@ -14,14 +14,13 @@ first call of each size class (the hand-picked first option is the one the H200 
 """
 from __future__ import annotations
 
-import math
 import os
 
 import torch
 import triton
 import triton.language as tl
 
-from .fastencode import banded_matrix
+from .fastencode import _compand_gain, banded_matrix
 
 _INDEX_LIMIT = 2 ** 31   # flat indices must stay below this (int32 arithmetic in the kernels)
 # Block sizes and warps are tuned on the GPU at the first call per (size class, shape constants, dtype): the
@@ -184,7 +183,7 @@ def encode_2d_triton(x: torch.Tensor, weights: tuple, lo: int, K: int, L: int, S
         _pass_w_tile[lambda meta: (triton.cdiv(R, meta["BR"]), triton.cdiv(w, BK))](
             x, A, bA, y, R, H, W, Hp, w, lo, _size_class(R * w), S=S, BK=BK, NIN=NIN, CH=min(NIN, 64), PREC=precision)
     z = torch.empty(B, L, h, w, dtype=torch.float32, device=dev)
-    inv, lm = (1.0 / (compand[0] * math.sqrt(2.0)), compand[1]) if compand else (1.0, 1.0)
+    inv, lm = (_compand_gain(compand), compand[1]) if compand else (1.0, 1.0)
     _pass_h[lambda meta: (B, triton.cdiv(h * w, meta["BM"]))](
         y, p, bp, z, C * S, Hp, h, w, L, inv, lm, _size_class(B * h * w), S=S, KP=KP, LP=LP, PREC=precision,
         COMPAND=compand is not None)

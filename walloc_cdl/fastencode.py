@@ -350,6 +350,19 @@ def _poly_weights(M: torch.Tensor, lo: int, groups: int, scale: float = 1.0) -> 
     return A.repeat(groups, 1, 1, 1).contiguous(memory_format=torch.channels_last), bias
 
 
+def _compand_gain(compand: tuple[float, float] | None) -> float:
+    """1/(scale·√2): folded into the last linear step, ToUniform's 2·lm·(Φ(z/scale) - 1/2) is lm·erf(z')."""
+    return 1.0 / (compand[0] * math.sqrt(2.0)) if compand else 1.0
+
+
+def _compand_scaled(z: torch.Tensor, compand: tuple[float, float] | None) -> torch.Tensor:
+    """``latent_max·erf(z)`` of latents already multiplied by :func:`_compand_gain` (in place unless
+    autograd needs ``z``); ``z`` unchanged without ``compand``."""
+    if not compand:
+        return z
+    return torch.erf(z) * compand[1] if torch.is_grad_enabled() and z.requires_grad else z.erf_().mul_(compand[1])
+
+
 def _polyphase_rows(x: torch.Tensor, S: int, rows: tuple[int, int], blocks: tuple[int, int],
                     dtype: torch.dtype) -> torch.Tensor:
     """(B, C, H, W) -> (B, Hp, Wq, C, S): row r, block q, channel c, phase p holds
@@ -404,13 +417,11 @@ def _encode_2d_poly(plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, S: int, 
     Hp, Wq = xs.shape[1:3]
     xs = xs.view(B, Hp, Wq, C * S).permute(0, 3, 1, 2)   # (B, C·S, Hp, Wq) channels-last, no copy
     y = F.conv2d(xs, A.contiguous(memory_format=cl), bias_w, groups=C)
-    inv = 1.0 / (compand[0] * math.sqrt(2.0)) if compand else 1.0
+    inv = _compand_gain(compand)
     proj, bias = _on_device(plan, ("proj_cl", inv), lambda: (
         (plan.proj * inv).unsqueeze(-1).contiguous(memory_format=cl), plan.bias * inv), dev, dtype)
     z = _result(F.conv2d(y, proj.contiguous(memory_format=cl), bias, stride=(S, 1)).contiguous())
-    if compand:
-        z = torch.erf(z) * compand[1] if torch.is_grad_enabled() and z.requires_grad else z.erf_().mul_(compand[1])
-    return z
+    return _compand_scaled(z, compand)
 
 
 def _full_kernel(plan: _Plan2D, C: int, S: int) -> torch.Tensor:
@@ -558,16 +569,14 @@ def _encode_1d_unfolded(plan: _Plan1D, x: torch.Tensor, dtype: torch.dtype, S: i
     y = F.conv1d(xp, MA, bias_a, stride=S1, groups=C)[..., :nA]                       # (B, C·S1, nA)
     yq = y.reshape(B, C * S1, nq, S2).permute(0, 2, 1, 3).contiguous()               # (B, nq, C·S1, S2)
     X = F.conv2d(yq.view(B, 1, nq, C * S).permute(0, 3, 1, 2), A2, groups=C * S1)    # (B, C·S, 1, n) chan.-last
-    inv = 1.0 / (compand[0] * math.sqrt(2.0)) if compand else 1.0
+    inv = _compand_gain(compand)
     Wt, bias = _on_device(plan, ("unfolded", inv), lambda: ((plan.weight * inv).T.contiguous(), plan.bias * inv),
                           dev, dtype)
     z = torch.addmm(bias, X.permute(0, 2, 3, 1).reshape(B * n, C * S), Wt)           # (B·n, latent)
     if plan.pad:   # walloc's padding=1 zero-pads the projection's input: edge latents are the bias alone
         z = torch.cat([bias.expand(B, plan.pad, -1), z.view(B, n, -1), bias.expand(B, plan.pad, -1)], 1)
     z = _result(z.view(B, n + 2 * plan.pad, -1).transpose(1, 2).contiguous())
-    if compand:
-        z = torch.erf(z) * compand[1] if torch.is_grad_enabled() and z.requires_grad else z.erf_().mul_(compand[1])
-    return z
+    return _compand_scaled(z, compand)
 
 
 def _conv_autotune(device: torch.device):
