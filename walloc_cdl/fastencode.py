@@ -12,10 +12,13 @@ The 2D transform is separable, so the fast path needs two passes instead of 2·J
 
 Periodization is exact: the input is wrap-padded once, in both dimensions, by the composite support.
 uint8 input (pixel/255 - 0.5) is folded into pass W (weights /255, offset into its bias), so the
-batch is only cast, never normalised.  Audio (1D) uses the same idea split in levels: a depthwise
-bank for the first J//2 levels, then one conv for the remaining levels folded with the projection.
-Heavy (KLEncoder / OobleckEncoder) codecs get the fast transform only.  The Triton paths (CUDA) also
-apply the bottleneck's Normal-CDF companding in their last kernel, so encoding ends with one rounding.
+batch is only cast, never normalised.  On the CPU (``poly``) pass W is a stride-1 conv over each row's
+2^J polyphase components and both passes run channels-last.  Audio (1D) uses the same idea split in
+levels: a depthwise bank for the first J//2 levels, then one conv for the remaining levels folded with
+the projection, or, where folding costs more multiply-adds than it saves (many latents, e.g. stereo
+J = 8), the second bank and the 1×1 conv apart.  Heavy (KLEncoder / OobleckEncoder) codecs get the fast
+transform only.  The Triton paths (CUDA), ``poly`` and the unfolded 1D path also apply the bottleneck's
+Normal-CDF companding themselves (folded into their last linear step), so encoding ends with one rounding.
 
 Usage::
 
