@@ -505,13 +505,13 @@ def _encode_1d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, transform_
     """Latents before the bottleneck (``compand``: after it, for the unfolded path only, see
     :func:`_unfolded_1d`), or the packet transform (``transform_only``)."""
     plan = _cached_plan(codec, _plan_1d)
-    B, C, T = x.shape
     S1, S = plan.S1, 2 ** codec.J
+    if not transform_only and _unfolded_1d(codec, x):
+        return _encode_1d_unfolded(plan, x, dtype, S, compand)
+    B, C, T = x.shape
     S2 = S // S1
     n = T // S
     KA, KB = plan.MA.shape[1], plan.MB.shape[1]
-    if not transform_only and _unfolded_1d(codec, x):
-        return _encode_1d_unfolded(plan, x, dtype, S, compand)
     nA = S2 * (n - 1) + KB                      # pass-A outputs that pass B reads
     left = -(plan.loA + S1 * plan.loB)
     right = S1 * (nA - 1) + KA - T - left
