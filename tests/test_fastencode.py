@@ -207,7 +207,7 @@ def test_bad_input_errors():
 @pytest.mark.parametrize("kind,name,method", [(2, "rgb16x", None), (2, "5ch-J4", None), (1, "stereo-J8", None),
                                               (2, "rgb16x", "triton"), (2, "J3-tiny", "triton"),
                                               (2, "rgb16x", "triton_tile"), (2, "J3-tiny", "triton_tile"),
-                                              (2, "rgb16x", "s2d")])
+                                              (2, "rgb16x", "s2d"), (2, "rgb16x", "poly"), (2, "J3-tiny", "poly")])
 def test_cuda_matches_cpu_reference(kind, name, method):
     codec, shape = _make(kind, name)
     x = torch.rand(shape) - 0.5
