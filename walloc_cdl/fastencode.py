@@ -408,7 +408,7 @@ def _encode_2d_poly(plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, S: int, 
     companding, its 1/(scale·√2) folded into the projection, leaving ``latent_max·erf`` (in place).
     """
     B, C, H, W = x.shape
-    h, w = H // S, W // S
+    h = H // S
     K = plan.MW.shape[1]
     dev = x.device
     cl = torch.channels_last
@@ -419,11 +419,11 @@ def _encode_2d_poly(plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, S: int, 
     xs = _polyphase_rows(x, S, rows, (-b0, D - 1 + b0), dtype)   # Wq = w + D - 1 blocks
     Hp, Wq = xs.shape[1:3]
     xs = xs.view(B, Hp, Wq, C * S).permute(0, 3, 1, 2)   # (B, C·S, Hp, Wq) channels-last, no copy
-    y = F.conv2d(xs, A.contiguous(memory_format=cl), bias_w, groups=C)
+    y = F.conv2d(xs, A, bias_w, groups=C)   # weights are stored channels-last
     inv = _compand_gain(compand)
     proj, bias = _on_device(plan, ("proj_cl", inv), lambda: (
         (plan.proj * inv).unsqueeze(-1).contiguous(memory_format=cl), plan.bias * inv), dev, dtype)
-    z = _result(F.conv2d(y, proj.contiguous(memory_format=cl), bias, stride=(S, 1)).contiguous())
+    z = _result(F.conv2d(y, proj, bias, stride=(S, 1)).contiguous())
     return _compand_scaled(z, compand)
 
 
@@ -508,29 +508,39 @@ def _encode_1d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, transform_
     S1, S = plan.S1, 2 ** codec.J
     if not transform_only and _unfolded_1d(codec, x):
         return _encode_1d_unfolded(plan, x, dtype, S, compand)
-    B, C, T = x.shape
+    C, T = x.shape[1:]
     S2 = S // S1
-    n = T // S
-    KA, KB = plan.MA.shape[1], plan.MB.shape[1]
-    nA = S2 * (n - 1) + KB                      # pass-A outputs that pass B reads
-    left = -(plan.loA + S1 * plan.loB)
-    right = S1 * (nA - 1) + KA - T - left
+    KB = plan.MB.shape[1]
+    dev = x.device
+    y = _bank_a(plan, x, dtype, plan.loB, S2 * (T // S - 1) + KB)   # the bank-A outputs pass B reads
+    if transform_only or plan.proj is None:
+        X = F.conv1d(y, plan.MB.repeat(C * S1, 1).reshape(C * S, 1, KB).to(dev, dtype), stride=S2, groups=C * S1)
+        return _result(X)
+    proj, bias = _on_device(plan, "proj", lambda: (plan.proj, plan.bias), dev, dtype)
+    return _edge_latents(_result(F.conv1d(y, proj, bias, stride=S2)), plan.bias.to(dev), plan.pad)
+
+
+def _bank_a(plan: _Plan1D, x: torch.Tensor, dtype: torch.dtype, start: int, count: int) -> torch.Tensor:
+    """Bank A (the first J//2 levels, a strided grouped conv): ``count`` outputs from index ``start``."""
+    C, T = x.shape[1:]
+    S1, KA = plan.S1, plan.MA.shape[1]
+    left = -(plan.loA + S1 * start)
+    right = S1 * (count - 1) + KA - T - left
     dev = x.device
     xp = periodic_pad(x, [(left, max(right, 0))]).to(dtype)
     scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
     bias_a = _on_device(plan, "bias_a", lambda: (-0.5 * plan.MA.sum(1)).repeat(C), dev, dtype) if scale != 1.0 else None
     MA = _on_device(plan, ("MA", scale), lambda: (plan.MA * scale).repeat(C, 1).reshape(C * S1, 1, KA), dev, dtype)
-    y = F.conv1d(xp, MA, bias_a,
-                 stride=S1, groups=C)[..., :nA]
-    if transform_only or plan.proj is None:
-        X = F.conv1d(y, plan.MB.repeat(C * S1, 1).reshape(C * S, 1, KB).to(dev, dtype), stride=S2, groups=C * S1)
-        return _result(X)
-    proj, bias = _on_device(plan, "proj", lambda: (plan.proj, plan.bias), dev, dtype)
-    z = _result(F.conv1d(y, proj, bias, stride=S2))
-    if plan.pad:   # walloc's padding=1 zero-pads the projection's input: edge latents are the bias alone
-        edge = plan.bias.to(dev, z.dtype).reshape(1, -1, 1).expand(B, -1, plan.pad)
-        z = torch.cat([edge, z, edge], dim=-1)
-    return z
+    return F.conv1d(xp, MA, bias_a, stride=S1, groups=C)[..., :count]
+
+
+def _edge_latents(z: torch.Tensor, bias: torch.Tensor, pad: int) -> torch.Tensor:
+    """walloc's padding=1 zero-pads the 1×1 conv's input: the ``pad`` edge steps of (B, latent, n) carry
+    the bias alone (the bias as the path applies it, e.g. with the companding gain folded in)."""
+    if not pad:
+        return z
+    edge = bias.to(z.dtype).reshape(1, -1, 1).expand(z.shape[0], -1, pad)
+    return torch.cat([edge, z, edge], dim=-1)
 
 
 def _unfolded_1d(codec: nn.Module, x: torch.Tensor) -> bool:
@@ -557,28 +567,17 @@ def _encode_1d_unfolded(plan: _Plan1D, x: torch.Tensor, dtype: torch.dtype, S: i
     S1 = plan.S1
     S2 = S // S1
     n = T // S
-    KA = plan.MA.shape[1]
     dev = x.device
-    scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
     A2, _ = _on_device(plan, "poly_b", lambda: _poly_weights(plan.MB, plan.loB, C * S1), dev, dtype)
-    b2 = plan.loB // S2                          # first block of bank-A outputs a latent step reads
-    nq = n + A2.shape[-1] - 1                    # blocks of S2 bank-A outputs
-    nA = S2 * nq
-    left = -(plan.loA + S1 * S2 * b2)
-    right = S1 * (nA - 1) + KA - T - left
-    xp = periodic_pad(x, [(left, max(right, 0))]).to(dtype)
-    bias_a = _on_device(plan, "bias_a", lambda: (-0.5 * plan.MA.sum(1)).repeat(C), dev, dtype) if scale != 1.0 else None
-    MA = _on_device(plan, ("MA", scale), lambda: (plan.MA * scale).repeat(C, 1).reshape(C * S1, 1, KA), dev, dtype)
-    y = F.conv1d(xp, MA, bias_a, stride=S1, groups=C)[..., :nA]                       # (B, C·S1, nA)
+    nq = n + A2.shape[-1] - 1                    # blocks of S2 bank-A outputs, from the first block a step reads
+    y = _bank_a(plan, x, dtype, S2 * (plan.loB // S2), S2 * nq)                      # (B, C·S1, S2·nq)
     yq = y.reshape(B, C * S1, nq, S2).permute(0, 2, 1, 3).contiguous()               # (B, nq, C·S1, S2)
     X = F.conv2d(yq.view(B, 1, nq, C * S).permute(0, 3, 1, 2), A2, groups=C * S1)    # (B, C·S, 1, n) chan.-last
     inv = _compand_gain(compand)
     Wt, bias = _on_device(plan, ("unfolded", inv), lambda: ((plan.weight * inv).T.contiguous(), plan.bias * inv),
                           dev, dtype)
     z = torch.addmm(bias, X.permute(0, 2, 3, 1).reshape(B * n, C * S), Wt)           # (B·n, latent)
-    if plan.pad:   # walloc's padding=1 zero-pads the projection's input: edge latents are the bias alone
-        z = torch.cat([bias.expand(B, plan.pad, -1), z.view(B, n, -1), bias.expand(B, plan.pad, -1)], 1)
-    z = _result(z.view(B, n + 2 * plan.pad, -1).transpose(1, 2).contiguous())
+    z = _edge_latents(_result(z.view(B, n, -1).transpose(1, 2)), bias, plan.pad).contiguous()
     return _compand_scaled(z, compand)
 
 
