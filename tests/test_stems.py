@@ -46,7 +46,7 @@ def test_latent_model_matches_pixel_model(name, kw, J, stem):
 def test_features_only_reductions_are_honest(name, kw):
     J = 3
     z = torch.randn(1, 12, PIX >> J, PIX >> J)
-    for stem in ("keep", "enter", "shuffle"):
+    for stem in ("keep", "enter", "shuffle", "synth"):
         feats = create_latent_model(name, {"latent_dim": 12, "J": J}, 0, stem=stem, features_only=True, **kw).eval()
         with torch.no_grad():
             outs = feats(z)
@@ -70,6 +70,38 @@ def test_shuffle_stem_gives_the_pixel_models_grid(name):
     # the stages' parameters are the pixel model's, one for one (only the stem's first conv differs)
     stage_shapes = lambda m: [(k, v.shape) for k, v in m.state_dict().items() if k.startswith(("layer", "stages", "blocks"))]
     assert stage_shapes(lat) == stage_shapes(pix)
+
+
+@pytest.mark.parametrize("name", ["resnet10t", "resnet18", "convnext_atto", "efficientnet_b0", "maxvit_nano_rw_256"])
+def test_synth_stem_feeds_the_unchanged_pixel_model(name):
+    """synth: a 3×3 conv + pixel shuffle by 2^J in front of the pixel model, which is otherwise untouched.
+
+    With 3·4^J latent channels holding the pixels' space-to-depth and the synthesis conv set to the
+    identity at its centre tap, the latent model must give the pixel model's output exactly."""
+    kw = {"img_size": PIX} if name.startswith("maxvit") else {}
+    J, C = 3, 3
+    torch.manual_seed(0)
+    pix = create_strided_model(name, C, 1, 5, **kw).eval()
+    lat = create_latent_model(name, {"latent_dim": C * 4 ** J, "J": J, "channels": C}, 5, stem="synth", **kw).eval()
+    ((prefix, seq),) = [(n, m) for n, m in lat.named_modules()
+                        if isinstance(m, nn.Sequential) and any(isinstance(c, nn.PixelShuffle) for c in m.children())]
+    conv, shuffle = seq[0], seq[1]
+    assert shuffle.upscale_factor == 2 ** J and lat.latent_adapter["stem"] == "synth"
+    assert conv.in_channels == C * 4 ** J and conv.kernel_size == (3, 3)
+    # apart from the synthesis conv, the pixel model's tensors, in order and shape (one level deeper)
+    new = {f"{prefix}.0.weight", f"{prefix}.0.bias"}
+    rest = [k for k in lat.state_dict() if k not in new]
+    assert [lat.state_dict()[k].shape for k in rest] == [v.shape for v in pix.state_dict().values()]
+    lat.load_state_dict({**dict(zip(rest, pix.state_dict().values())), **{k: lat.state_dict()[k] for k in new}})
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, :, 1, 1] = torch.eye(C * 4 ** J)
+        conv.bias.zero_()
+        x = torch.randn(2, C, PIX, PIX)
+        z = nn.functional.pixel_unshuffle(x, 2 ** J)
+        torch.testing.assert_close(lat(z), pix(x), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="convolutional"):
+        create_latent_model("vit_tiny_patch16_224", {"latent_dim": 12, "J": 3}, 5, stem="synth", img_size=PIX)
 
 
 def test_vit_patch_embed_is_patch_over_stride():

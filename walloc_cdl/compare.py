@@ -160,7 +160,7 @@ def build_model(variant: Variant, model_name: str, modality: str, in_chans: int,
         return create_audio_model(model_name, chans, num_classes, input_stride=stride, magnitude=mag)
     kw: dict[str, Any] = {"img_size": img_size} if _needs_img_size(model_name) else {}
     return create_strided_model(model_name, chans, stride, num_classes, pretrained=pretrained, stem=stem,
-                                magnitude=mag, **kw)
+                                magnitude=mag, pixel_chans=in_chans, **kw)
 
 
 def _needs_img_size(model_name: str) -> bool:
@@ -678,7 +678,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--stem", choices=list(STEMS), default="keep",
                    help="how latents enter the network: keep every stage (default), enter at the stage of stride "
-                        "2^J (cheaper), or shuffle up to the pixel stem's grid (costlier; for fine detail)")
+                        "2^J (cheaper), shuffle up to the pixel stem's grid (costlier; for fine detail), or synth: "
+                        "a learned synthesis to full resolution in front of the pixel model (costs what it costs)")
     p.add_argument("--magnitude", action=argparse.BooleanOptionalAction, default=None,
                    help="feed |z| beside z to latent models (default: on for audio, off for images)")
     p.add_argument("--pretrained", action="store_true", help="start from timm's pretrained weights (needs the hub)")

@@ -22,6 +22,12 @@ Three ways to graft (``stem=``), all measured in ``benchmarks/downstream.py --st
   costs about what the pixel model costs after its stem; it buys spatial positions for the early stages,
   which detail-sensitive tasks need (words benchmark, CPU, 180 000 samples, 3 seeds: 54.7 % against
   48.5 % for ``"keep"`` at 0.65× its throughput).  Where 2^J <= s_stem it is ``"keep"``.
+* ``"synth"``: a learned linear synthesis back to the pixel grid: a 3×3 conv from ``latent_dim`` to
+  ``pixel_chans``·4^J channels and a pixel shuffle by 2^J, in front of the *unchanged* pixel model.  The
+  whole pixel model runs at full resolution, so it costs what the pixel model costs: what it buys is the
+  latents' storage and I/O (and 16× smaller batches on the host) with the pixel model's depth and grid.
+  It tells how much of what a full-resolution model reads the latents still hold (RESULTS.md, words).
+  Convolutional families only (ViTs derive their token grid from the input size).
 
 ViT/DeiT use a patch embedding of ``patch_size / 2^J`` on the H/2^J grid: same token grid, same
 transformer.
@@ -51,7 +57,7 @@ import torch
 import torch.nn as nn
 from timm.layers import Conv2dSame
 
-STEMS = ("keep", "enter", "shuffle")
+STEMS = ("keep", "enter", "shuffle", "synth")
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,15 @@ def _replace_stem_conv(model: nn.Module, stem: list[str], in_chans: int, stride:
     new.stride = (stride, stride)  # set last, so unstriding the rest of the stem leaves it alone
 
 
+def _synthesis_stem(model: nn.Module, stem: list[str], in_chans: int, pixel_chans: int, f: int) -> None:
+    """Put a learned linear synthesis (3×3 conv to ``pixel_chans``·f² channels, pixel shuffle by f) in
+    front of the stem's first conv, which keeps its weights, stride and ``pixel_chans`` inputs."""
+    first = getattr(model, stem[0])
+    parent, attr, conv = (model, stem[0], first) if isinstance(first, nn.Conv2d) else _first_conv(first)
+    synth = nn.Conv2d(in_chans, pixel_chans * f * f, 3, padding=1)
+    setattr(parent, attr, nn.Sequential(synth, nn.PixelShuffle(f), conv))
+
+
 def _adapter(in_chans: int, out_chans: int, norm: str) -> nn.Sequential:
     from timm.layers import LayerNorm2d
 
@@ -227,7 +242,7 @@ def _log2(n: int, what: str) -> int:
 def create_strided_model(model_name: str, in_chans: int, input_stride: int, num_classes: int,
                          pretrained: bool = False, stem: str = "keep", features_only: bool = False,
                          out_indices: tuple[int, ...] | None = None, magnitude: bool = False,
-                         **timm_kwargs: Any) -> nn.Module:
+                         pixel_chans: int = 3, **timm_kwargs: Any) -> nn.Module:
     """The timm model ``model_name`` fed an input whose spatial reduction ``input_stride`` is already done.
 
     ``input_stride=1`` is the plain pixel model; WaLLoC latents use 2^J; downsampled pixels use √r.
@@ -235,6 +250,7 @@ def create_strided_model(model_name: str, in_chans: int, input_stride: int, num_
     ``features_only=True`` returns timm's ``FeatureListNet`` whose ``feature_info`` reductions are
     relative to this model's own input.  ``model.latent_adapter`` records what was changed.
     ``magnitude``: |x| beside x into the first layer (module docstring); for reduced inputs only.
+    ``pixel_chans``: channels of the pixels behind the input, which the ``synth`` stem reconstructs.
     """
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
@@ -244,7 +260,7 @@ def create_strided_model(model_name: str, in_chans: int, input_stride: int, num_
     if magnitude:  # build for 2 × in_chans, then put Magnitude in front of the layer that reads the input
         vit = _is_vit(model_name)  # timm builds ViT feature extractors itself; others are wrapped below
         model = create_strided_model(model_name, 2 * in_chans, input_stride, num_classes, pretrained, stem,
-                                     features_only and vit, out_indices, **timm_kwargs)
+                                     features_only and vit, out_indices, pixel_chans=pixel_chans, **timm_kwargs)
         # the conv that reads the input, not its container: timm's feature taps name the containers
         root = "" if vit else _anatomy(model).stem[0]
         first = next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and (
@@ -260,20 +276,27 @@ def create_strided_model(model_name: str, in_chans: int, input_stride: int, num_
         return timm.create_model(model_name, pretrained=pretrained, in_chans=in_chans,
                                  num_classes=num_classes, **timm_kwargs)
     if _is_vit(model_name):
+        if stem == "synth":  # timm derives a ViT's token grid from its input size, which synth would break
+            raise ValueError(f"{model_name}: stem='synth' is for convolutional families; ViTs take latents through a "
+                             "patch embedding of patch_size / 2^J (the default)")
         return _create_vit(model_name, in_chans, input_stride, num_classes, pretrained, features_only,
                            out_indices, **timm_kwargs)
 
-    model = timm.create_model(model_name, pretrained=pretrained, num_classes=num_classes, **timm_kwargs)
+    synth = stem == "synth"
+    model = timm.create_model(model_name, pretrained=pretrained, num_classes=num_classes,
+                              **({"in_chans": pixel_chans} if synth else {}), **timm_kwargs)
     a = _anatomy(model)
     s_stem = math.prod(_stride(getattr(model, n)) for n in a.stem)
     strides = [_stride(s) for s in a.stages]
-    mode = stem if input_stride > s_stem else "keep"  # nothing to drop or shuffle when the stem strides more
+    mode = stem if synth or input_stride > s_stem else "keep"  # nothing to drop or shuffle when the stem strides more
 
     reductions: dict[str, int] = {}
     dropped: list[str] = []
-    if mode == "shuffle":
-        f = input_stride // s_stem
-        _replace_stem_conv(model, a.stem, in_chans, 1, upsample=f)
+    if mode in ("shuffle", "synth"):
+        if synth:
+            _synthesis_stem(model, a.stem, in_chans, pixel_chans, input_stride)
+        else:
+            _replace_stem_conv(model, a.stem, in_chans, 1, upsample=input_stride // s_stem)
         # relative to the latent input the stem's output is f times finer: only whole reductions are listed
         r = s_stem
         for name, stage in zip(a.stage_names, a.stages):
@@ -384,11 +407,13 @@ def create_latent_model(model_name: str, codec_or_spec: Any, num_classes: int, p
 
     ``codec_or_spec``: a Codec2D, a shipped codec name (``"rgb-16x"``), a path, a config dict with
     ``latent_dim`` and ``J``, or a :class:`LatentSpec`.  ``timm_kwargs`` go to ``timm.create_model``
-    (``img_size`` is the pixel size); ``stem="keep"|"enter"|"shuffle"`` picks the graft (module docstring).
+    (``img_size`` is the pixel size); ``stem="keep"|"enter"|"shuffle"|"synth"`` picks the graft (module
+    docstring).
     """
     spec = latent_spec(codec_or_spec)
     if spec.ndim != 2:
         raise ValueError("create_latent_model builds 2D (image) models; for audio latents use "
                          "walloc_cdl.models.create_latent_audio_model")
+    timm_kwargs.setdefault("pixel_chans", spec.channels or 3)
     return create_strided_model(model_name, spec.latent_dim, spec.stride, num_classes, pretrained=pretrained,
                                 **timm_kwargs)
