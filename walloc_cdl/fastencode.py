@@ -501,12 +501,15 @@ def _plan_1d(codec: nn.Module) -> _Plan1D:
 
 
 def _encode_1d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, transform_only: bool = False,
-               compand: tuple[float, float] | None = None) -> torch.Tensor:
+               compand: tuple[float, float] | None = None, unfolded: bool | None = None) -> torch.Tensor:
     """Latents before the bottleneck (``compand``: after it, for the unfolded path only, see
-    :func:`_unfolded_1d`), or the packet transform (``transform_only``)."""
+    :func:`_unfolded_1d`; ``unfolded``: its answer when the caller has it), or the packet transform
+    (``transform_only``)."""
     plan = _cached_plan(codec, _plan_1d)
     S1, S = plan.S1, 2 ** codec.J
-    if not transform_only and _unfolded_1d(codec, x):
+    if unfolded is None:
+        unfolded = _unfolded_1d(codec, x)
+    if not transform_only and unfolded:
         return _encode_1d_unfolded(plan, x, dtype, S, compand)
     C, T = x.shape[1:]
     S2 = S // S1
@@ -663,8 +666,9 @@ def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype:
             # measured: on an H100 the level-split convs ran at 0.69x walloc's per-level transform in float32
             return _reference_encode(codec, x, quantize)
         else:
-            compand = _fused_companding(codec, "poly") if _unfolded_1d(codec, x) else None
-            y = _encode_1d(codec, x, dtype, compand=compand)
+            unfolded = _unfolded_1d(codec, x)
+            compand = _fused_companding(codec, "poly") if unfolded else None
+            y = _encode_1d(codec, x, dtype, compand=compand, unfolded=unfolded)
             if compand is not None:   # the unfolded 1D path applied encoder[1] already
                 return y.round_() if quantize else y
     if _linear_1x1(codec) is None:
