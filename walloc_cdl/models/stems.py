@@ -25,10 +25,10 @@ Four ways to graft (``stem=``), all measured in ``benchmarks/downstream.py --ste
 * ``"synth"``: a learned linear synthesis back to the pixel grid: a 3×3 conv from ``latent_dim`` to
   ``pixel_chans``·4^J channels and a pixel shuffle by 2^J, in front of the *unchanged* pixel model.  The
   whole pixel model runs at full resolution, so it costs what the pixel model costs: what it buys is the
-  latents' storage and I/O (and 16× smaller batches on the host) with the pixel model's depth and grid.
+  latents' storage and I/O (r× smaller batches on the host) with the pixel model's depth and grid.
   It tells how much of what a full-resolution model reads the latents still hold (words, CPU, 180 000
-  samples, seed 0: 49.0 %, as ``"keep"``'s 48.5 %, against 97.4 % on pixels: the gap is the codec's, not
-  the stem's), and it is the one stem under which a pretrained pixel model keeps all its weights.
+  samples, seed 0: 49.0 %, as ``"keep"``'s 48.5 %, against 97.4 % on pixels: the whole pixel network does
+  no better on the latents, so the gap is not the stem's), and it is the one stem under which a pretrained pixel model keeps all its weights.
   Convolutional families only (ViTs derive their token grid from the input size).
 
 ViT/DeiT use a patch embedding of ``patch_size / 2^J`` on the H/2^J grid: same token grid, same
@@ -299,7 +299,7 @@ def create_strided_model(model_name: str, in_chans: int, input_stride: int, num_
             _synthesis_stem(model, a.stem, in_chans, pixel_chans, input_stride)
         else:
             _replace_stem_conv(model, a.stem, in_chans, 1, upsample=input_stride // s_stem)
-        # relative to the latent input the stem's output is f times finer: only whole reductions are listed
+        # relative to the latent input the stem's output is finer: only whole reductions are listed
         r = s_stem
         for name, stage in zip(a.stage_names, a.stages):
             r *= _stride(stage)
