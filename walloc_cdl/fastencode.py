@@ -507,9 +507,7 @@ def _encode_1d(codec: nn.Module, x: torch.Tensor, dtype: torch.dtype, transform_
     (``transform_only``)."""
     plan = _cached_plan(codec, _plan_1d)
     S1, S = plan.S1, 2 ** codec.J
-    if unfolded is None:
-        unfolded = _unfolded_1d(codec, x)
-    if not transform_only and unfolded:
+    if not transform_only and (_unfolded_1d(codec, x) if unfolded is None else unfolded):
         return _encode_1d_unfolded(plan, x, dtype, S, compand)
     C, T = x.shape[1:]
     S2 = S // S1
