@@ -126,7 +126,7 @@ def main() -> int:
                     help="subset of the suite's reductions (none given: full resolution only)")
     ap.add_argument("--no-full", action="store_true", help="skip the full-resolution variant")
     ap.add_argument("--no-down", action="store_true", help="skip the downsampled variants")
-    ap.add_argument("--no-latent", action="store_true", help="skip the latent variants (baselines only)")
+    ap.add_argument("--no-latent", action="store_true", help="skip the latent variants (baselines, and decoded-R with --decoded)")
     ap.add_argument("--lr", type=float, help="override every benchmark's learning rate (a sensitivity check)")
     ap.add_argument("--n-train", type=int,
                     help="override the training-set size (distinct samples; a longer budget at 1 epoch)")
@@ -184,13 +184,11 @@ def main() -> int:
         if args.reductions is not None:
             reductions = args.reductions
         roundtrip = {float(r): codecs.get(float(r)) for r in reductions} if args.roundtrip else None
-        if args.no_latent:  # a None codec means "no latent variant at this ratio" to run_comparison
-            codecs = {r: None for r in codecs}
         cfg = CompareConfig(epochs=max(1, round(epochs * args.epochs_scale)), batch_size=bs, lr=args.lr or lr)
         res = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
                              stem=args.stem, include_full=not args.no_full, progress=args.verbose,
                              include_decoded=args.decoded, include_down=not args.no_down, roundtrip=roundtrip,
-                             magnitude=args.magnitude, ledger=ledger)
+                             magnitude=args.magnitude, ledger=ledger, include_latent=not args.no_latent)
         res["codec_sources"] = sources
         res["wall_s"] = time.perf_counter() - t0
         res.pop("runs")

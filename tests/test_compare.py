@@ -39,6 +39,9 @@ def test_variants_and_dims():
 def test_decoded_variant_is_the_codec_round_trip_at_full_resolution():
     vs = make_variants([16], {16: "gray-16x"}, include_full=False, include_decoded=True)
     assert [v.name for v in vs] == ["latent-16x", "decoded-16x", "down-16x"]
+    # the bound alone (downstream.py --no-latent --decoded): decoded-r stays, latent-r goes
+    assert [v.name for v in make_variants([16], {16: "gray-16x"}, include_full=False, include_decoded=True,
+                                          include_down=False, include_latent=False)] == ["decoded-16x"]
     torch.manual_seed(0)
     codec = Codec2D(channels=1, J=2, Ne=None, Nd=32, latent_dim=1, latent_bits=8, lightweight_encode=True).eval()
     b = _image_bench(n=8)
