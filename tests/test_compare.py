@@ -31,6 +31,8 @@ def test_variants_and_dims():
     z = prepare(vs[1], b.x_train, "image", codec, torch.device("cpu"))
     d = prepare(vs[2], b.x_train, "image", None, torch.device("cpu"))
     assert z.shape == (96, 1, 8, 8) and z.dtype == torch.int8
+    # batches fill one preallocated tensor: any batch size gives the same inputs
+    assert prepare(vs[1], b.x_train, "image", codec, torch.device("cpu"), batch_size=40).equal(z)
     assert d.shape == (96, 1, 8, 8) and d.dtype == torch.uint8
     f = prepare(vs[3], b.x_train, "image", None, torch.device("cpu"))
     assert f.data_ptr() == b.x_train.data_ptr()  # full resolution shares the input, no second copy
