@@ -41,3 +41,17 @@ def test_codec_rd_gain_sweep_trades_bits_for_psnr_and_leaves_the_codec_alone():
     bpp = [p["bpp_webp"] for p in sweep]
     assert bpp[0] < bpp[1] < bpp[2]  # a finer step costs bits...
     assert sweep[2]["psnr"] > sweep[0]["psnr"]  # ...and buys fidelity
+
+
+def test_words_views_columns_are_each_path_at_the_crops_size():
+    x = torch.from_numpy(np.stack([p for _, p in _photos(2, 64)])).permute(0, 3, 1, 2).contiguous()
+    cols = _script("words_views").views(x)
+    assert list(cols) == ["crop", "decoded rgb-4x", "down 4x and up", "decoded rgb-16x", "down 16x and up",
+                          "rgb-16x latent ch 0"]
+    assert cols["crop"] is x
+    for name in ("decoded rgb-4x", "down 4x and up", "decoded rgb-16x", "down 16x and up"):
+        assert cols[name].shape == x.shape and cols[name].dtype == torch.uint8, name
+    assert cols["rgb-16x latent ch 0"].shape == (2, 1, 8, 8)
+    # each path loses detail, and 16x more than 4x
+    err = {k: (cols[k].float() - x.float()).abs().mean().item() for k in ("decoded rgb-4x", "decoded rgb-16x")}
+    assert 0 < err["decoded rgb-4x"] < err["decoded rgb-16x"]

@@ -79,7 +79,7 @@ def make_variants(reductions: list[float], codecs: dict[float, Any], include_ful
 
     ``include_decoded`` adds decoded-r: the latents decoded back to full resolution and fed to the full
     model: what a pixel model learns from the codec's reconstruction.  It bounds the latent models only
-    where the decoder draws what the latents hold: on the words set at 16× decoded-16x stayed at chance
+    where it is as easy to learn from as the latents: on the words set at 16× decoded-16x stayed at chance
     while latent models read half the words (RESULTS.md).  ``include_latent=False`` keeps decoded-r alone.
     """
     out = []

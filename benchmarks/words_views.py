@@ -1,0 +1,74 @@
+"""What each 16×/4× path leaves of the words benchmark's text, as one picture.
+
+Rows: test crops (3 by default) of the CPU words suite (128², text 12-18 px, unseen fonts and photos). Columns: the crop,
+decoded by `rgb-4x`, resized 1/2 per side and back, decoded by `rgb-16x`, resized 1/4 per side and back,
+and the first latent channel of `rgb-16x` (16×16, shown blocky). It shows why a model trained on
+`rgb-16x`-decoded crops stays at chance while one trained on the latents reads half the words
+(RESULTS.md): the decoder draws the letters as smooth blobs.
+
+    python benchmarks/words_views.py --out benchmarks/words_views.png
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from walloc_cdl import load_codec  # noqa: E402
+from walloc_cdl.baselines import downsample_images, upsample_images  # noqa: E402
+from walloc_cdl.benchdata import load_benchmark  # noqa: E402
+
+
+def views(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """uint8 crops (N, 3, H, W) -> {column title: uint8 (N, 3, H, W) or latent (N, 1, h, w) float}."""
+    out = {"crop": x}
+    xs = x.float() / 255 - 0.5
+    for name, r in (("rgb-4x", 4), ("rgb-16x", 16)):
+        codec = load_codec(name).eval()
+        with torch.no_grad():
+            z = codec.encode(xs)
+            y = codec.decode(z).clamp(-0.5, 0.5)
+        out[f"decoded {name}"] = ((y + 0.5) * 255).round().to(torch.uint8)
+        out[f"down {r}x and up"] = upsample_images(downsample_images(x, r), x.shape[-2:])
+        if r == 16:
+            out["rgb-16x latent ch 0"] = z[:, :1]
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=3, help="test crops (rows)")
+    ap.add_argument("--out", default="words_views.png")
+    args = ap.parse_args()
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bench = load_benchmark("words", n_train=args.n, n_test=args.n, size=128, font_px=(24, 36))
+    xt, yt = next(iter(bench.tests.values()))
+    cols = views(xt[:args.n])
+    fig, axes = plt.subplots(args.n, len(cols), figsize=(2.2 * len(cols), 2.3 * args.n), squeeze=False)
+    for j, (title, v) in enumerate(cols.items()):
+        for i in range(args.n):
+            ax = axes[i, j]
+            if v.shape[1] == 3:
+                ax.imshow(v[i].permute(1, 2, 0).numpy())
+            else:
+                ax.imshow(v[i, 0].numpy(), cmap="gray", interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(bench.classes[int(yt[i])], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=60)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
