@@ -8,6 +8,8 @@ from walloc_cdl.fastencode import (METHODS_2D, TRITON_METHODS, composite_filters
                                   fast_wavelet_analysis, periodic_pad)
 from walloc_cdl.wavelets import _filters
 
+from floatbound import analysis_bound, assert_rounded_agree, assert_within, encode_bound
+
 # (channels, J, Ne, Nd, latent_dim, latent_bits, lightweight), input (B, H, W)
 CASES_2D = {
     "rgb16x": ((3, 3, None, 32, 12, 8, True), (2, 64, 96)),
@@ -54,16 +56,36 @@ def _reference(codec, x):
         return codec.encoder[0:2](codec.wavelet_analysis(x, J=codec.J))
 
 
-def _check_rounded_agreement(z, z_ref, min_agree=0.999, tie=0.01):
-    """>= min_agree of rounded latents equal, and every disagreement sits at a .5 tie of the reference."""
-    zr, rr = torch.round(z), torch.round(z_ref)
-    agree = (zr == rr).double().mean().item()
-    assert agree >= min_agree, agree
-    off = zr != rr
-    if off.any():
-        frac = (z_ref[off] - torch.floor(z_ref[off])).double()
-        assert ((frac - 0.5).abs() < tie).all(), frac
-        assert ((zr - rr)[off].abs() == 1).all()
+def _exact(codec, x):
+    """The float64 reference encode (before rounding) of a float32 codec, which is left as it was."""
+    z = _reference(codec.double(), x.double() / 255 - 0.5 if x.dtype == torch.uint8 else x.double())
+    codec.float()
+    return z
+
+
+def _check_encode(codec, x, z, what="", dtype=torch.float32):
+    """``z`` (an encode of x before rounding) is the exact encode up to float arithmetic (floatbound).
+
+    Heavy (CNN) encoders have no sum bound: their transform is checked against the bound and the network,
+    which the fast path runs unchanged, must give what it gives on that transform."""
+    z_exact = _exact(codec, x)
+    assert z.shape == z_exact.shape, (what, z.shape, z_exact.shape)
+    if codec.lightweight_encode:
+        assert_within(z, z_exact, encode_bound(codec, x, dtype), what)
+        return
+    from walloc_cdl.fastencode import fast_wavelet_analysis
+    X = fast_wavelet_analysis(codec, x)
+    X_exact = codec.double().wavelet_analysis(x.double() / 255 - 0.5 if x.dtype == torch.uint8 else x.double(),
+                                              J=codec.J)
+    codec.float()
+    assert_within(X, X_exact, analysis_bound(codec, x), what)
+    with torch.no_grad():
+        assert torch.equal(z, codec.encoder[0:2](X)), what
+
+
+def _check_rounded_agreement(codec, x, zq, min_agree=0.999):
+    """>= min_agree of rounded latents equal, and every disagreement sits at a .5 tie of the exact encode."""
+    assert_rounded_agree(zq, _exact(codec, x), encode_bound(codec, x), min_agree)
 
 
 CPU_METHODS = [m for m in METHODS_2D if m not in TRITON_METHODS]
@@ -74,17 +96,17 @@ ALL_CASES = [(2, n) for n in CASES_2D] + [(1, n) for n in CASES_1D]
 def test_matches_reference(kind, name):
     codec, shape = _make(kind, name)
     x = torch.rand(shape) - 0.5
-    z_ref = _reference(codec, x)
     with torch.no_grad():
-        torch.testing.assert_close(fast_wavelet_analysis(codec, x), codec.wavelet_analysis(x, J=codec.J),
-                                   atol=2e-6, rtol=0)
+        X_exact = codec.double().wavelet_analysis(x.double(), J=codec.J)
+        codec.float()
+        assert_within(fast_wavelet_analysis(codec, x), X_exact, analysis_bound(codec, x), "transform")
         methods = CPU_METHODS if kind == 2 and codec.lightweight_encode else (None,)
         for method in methods:
-            z = fast_encode(codec, x, quantize=False, method=method)
-            assert z.shape == z_ref.shape
-            torch.testing.assert_close(z, z_ref, atol=1e-3, rtol=0)
-            _check_rounded_agreement(fast_encode(codec, x, method=method), z_ref)
-        _check_rounded_agreement(codec.encode(x), z_ref)
+            _check_encode(codec, x, fast_encode(codec, x, quantize=False, method=method), method)
+            if codec.lightweight_encode:
+                _check_rounded_agreement(codec, x, fast_encode(codec, x, method=method))
+        if codec.lightweight_encode:
+            _check_rounded_agreement(codec, x, codec.encode(x))
 
 
 def test_1d_edge_latents_are_companded_bias():
@@ -101,8 +123,8 @@ def test_1d_edge_latents_are_companded_bias():
 def test_uint8_input_means_pixel_over_255_minus_half(kind, name):
     codec, shape = _make(kind, name)
     u = torch.randint(0, 256, shape, dtype=torch.uint8)
-    z = codec.encode(u, quantize=False)
-    torch.testing.assert_close(z, _reference(codec, u).float(), atol=1e-3, rtol=0)
+    with torch.no_grad():
+        _check_encode(codec, u, codec.encode(u, quantize=False))
 
 
 @pytest.mark.parametrize("method", CPU_METHODS)
@@ -110,9 +132,7 @@ def test_uint8_input_every_cpu_method(method):
     codec, shape = _make(2, "rgb16x")
     u = torch.randint(0, 256, shape, dtype=torch.uint8)
     with torch.no_grad():
-        z = fast_encode(codec, u, quantize=False, method=method)
-    # folded uint8 scaling sums terms up to 255x larger than float input's: float32 round-off ~2e-3 here
-    torch.testing.assert_close(z, _reference(codec, u).float(), atol=5e-3, rtol=0)
+        _check_encode(codec, u, fast_encode(codec, u, quantize=False, method=method), method)
 
 
 @pytest.mark.parametrize("size", [(8, 8), (8, 24), (16, 8)])
@@ -120,19 +140,16 @@ def test_inputs_smaller_than_the_filter_support_wrap_correctly(size):
     """One latent per side: the composite filters (57 taps at J=3) wrap around the input several times."""
     codec, _ = _make(2, "rgb16x")
     x = torch.rand(2, 3, *size) - 0.5
-    z_ref = _reference(codec, x)
     with torch.no_grad():
         for method in CPU_METHODS:
-            torch.testing.assert_close(fast_encode(codec, x, quantize=False, method=method), z_ref.float(),
-                                       atol=1e-3, rtol=0)
+            _check_encode(codec, x, fast_encode(codec, x, quantize=False, method=method), method)
 
 
 def test_large_batch_agreement_and_ties():
     """The issue's tolerance on a realistic amount of latents: >= 99.9 % equal, misses only at .5 ties."""
     codec, _ = _make(2, "rgb16x")
     x = torch.rand(4, 3, 128, 128) - 0.5
-    z_ref = _reference(codec, x)
-    _check_rounded_agreement(codec.encode(x), z_ref)
+    _check_rounded_agreement(codec, x, codec.encode(x))
 
 
 def test_float64_input_is_computed_in_float64():
@@ -141,18 +158,19 @@ def test_float64_input_is_computed_in_float64():
     x = torch.rand(shape, dtype=torch.float64) - 0.5
     z = fast_encode(codec, x, quantize=False)
     assert z.dtype == torch.float64
-    torch.testing.assert_close(z, _reference(codec, x), atol=1e-9, rtol=0)
+    assert_within(z, _reference(codec, x), encode_bound(codec, x, torch.float64, computations=2))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_reduced_precision_is_close(dtype):
-    """Reduced precision keeps latents within a few units; the benchmark reports the exact agreement."""
+def test_reduced_precision_on_the_cpu_computes_in_float32(dtype):
+    """oneDNN's bf16 convs of 1×k kernels with C·k >= 64 return garbage on AMX CPUs (Sapphire Rapids: the
+    poly path's latents were off by up to 254), so the CPU ignores a reduced ``dtype``."""
     codec, shape = _make(2, "rgb16x")
     u = torch.randint(0, 256, shape, dtype=torch.uint8)
-    z = fast_encode(codec, u, quantize=False, dtype=dtype)
-    z_ref = _reference(codec, u).float()
-    assert z.dtype == torch.float32
-    assert (z - z_ref).abs().max() < (3.0 if dtype == torch.bfloat16 else 0.5)
+    with torch.no_grad():
+        z = fast_encode(codec, u, quantize=False, dtype=dtype)
+        assert z.dtype == torch.float32
+        assert torch.equal(z, fast_encode(codec, u, quantize=False))
 
 
 def test_weights_changes_and_gradients_flow():
@@ -163,8 +181,8 @@ def test_weights_changes_and_gradients_flow():
         before = fast_encode(codec, x, quantize=False)
         codec.encoder[0].weight.mul_(0.5)
         after = fast_encode(codec, x, quantize=False)
-    assert not torch.allclose(before, after)
-    torch.testing.assert_close(after, _reference(codec, x), atol=1e-3, rtol=0)
+        assert not torch.allclose(before, after)
+        _check_encode(codec, x, after)
     codec.train()
     loss = codec.encode(x, quantize=False).square().mean()
     loss.backward()
@@ -211,11 +229,25 @@ def test_bad_input_errors():
 def test_cuda_matches_cpu_reference(kind, name, method):
     codec, shape = _make(kind, name)
     x = torch.rand(shape) - 0.5
-    z_ref = _reference(codec.double(), x.double())
-    codec = codec.float().cuda()
-    with torch.backends.cudnn.flags(allow_tf32=False):
+    z_exact, bound = _exact(codec, x), encode_bound(codec, x)
+    codec = codec.cuda()
+    with torch.backends.cudnn.flags(allow_tf32=False), torch.no_grad():
         z = fast_encode(codec, x.cuda(), quantize=False, method=method).cpu()
-    torch.testing.assert_close(z.double(), z_ref, atol=2e-3, rtol=0)
+    assert_within(z, z_exact, bound, method)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_reduced_precision_is_within_its_float_bound(dtype):
+    """On the GPU a reduced ``dtype`` is honoured: latents within the bound of that precision's arithmetic."""
+    codec, shape = _make(2, "rgb16x")
+    u = torch.randint(0, 256, (4, *shape[1:]), dtype=torch.uint8)
+    z_exact, bound = _exact(codec, u), encode_bound(codec, u, dtype)
+    with torch.no_grad():
+        z = fast_encode(codec.cuda(), u.cuda(), quantize=False, dtype=dtype).cpu()
+    assert z.dtype == torch.float32
+    assert_within(z, z_exact, bound, str(dtype))
 
 
 @pytest.mark.gpu
@@ -227,19 +259,20 @@ def test_cuda_triton_uint8_with_fused_companding(name, method):
     uint8 in, companding fused into pass H, rounded latents agree >= 99.9 % with float64, misses at ties."""
     codec, shape = _make(2, name)
     u = torch.randint(0, 256, (16, *shape[1:]), dtype=torch.uint8)
-    z_ref = _reference(codec.double(), u.double() / 255 - 0.5)
-    codec = codec.float().cuda()
+    z_exact, bound = _exact(codec, u), encode_bound(codec, u)
     with torch.no_grad():
-        z = fast_encode(codec, u.cuda(), quantize=False, method=method).double().cpu()
+        z = fast_encode(codec.cuda(), u.cuda(), quantize=False, method=method).double().cpu()
         zq = fast_encode(codec, u.cuda(), method=method).cpu()
-    _check_rounded_agreement(z, z_ref)
+    assert_within(z, z_exact, bound, method)
+    assert_rounded_agree(zq, z_exact, bound)
     assert torch.equal(zq.double(), torch.round(z))
 
 
 _INTERPRETED = """
 import json, sys, torch
 sys.path.insert(0, {tests!r})
-from test_fastencode import CASES_2D, TRITON_METHODS, _make, _reference, _check_rounded_agreement
+from test_fastencode import CASES_2D, TRITON_METHODS, _make, _exact, _check_rounded_agreement
+from floatbound import encode_bound
 from walloc_cdl.fastencode import fast_encode
 torch.manual_seed(0)
 out = {{}}
@@ -250,16 +283,15 @@ for name, (cfg, _) in CASES_2D.items():
     for kind in ("float", "uint8"):
         u = torch.randint(0, 256, shape, dtype=torch.uint8)
         x = u if kind == "uint8" else torch.rand(shape) - 0.5
-        z_ref = _reference(codec.double(), u.double() / 255 - 0.5 if kind == "uint8" else x.double())
-        codec.float()
+        z_ref, bound = _exact(codec, x), encode_bound(codec, x)
         for m in TRITON_METHODS:
             with torch.no_grad():
                 z = fast_encode(codec, x, quantize=False, method=m)
+                zq = fast_encode(codec, x, method=m)
             assert z.shape == z_ref.shape, (name, m, z.shape)
-            _check_rounded_agreement(z.double(), z_ref)
-            with torch.no_grad():
-                assert torch.equal(fast_encode(codec, x, method=m), torch.round(z)), (name, m)
-            out[f"{{name}}/{{kind}}/{{m}}"] = (z.double() - z_ref).abs().max().item()
+            _check_rounded_agreement(codec, x, zq)
+            assert torch.equal(zq, torch.round(z)), (name, m)
+            out[f"{{name}}/{{kind}}/{{m}}"] = (z.double() - z_ref).abs().max().item() / bound
 # batches past int32 indexing are split (limit lowered so that each image runs alone); one image past it is refused
 import pytest, walloc_cdl._fastencode_triton as ft
 codec, shape = _make(2, "rgb16x")
@@ -267,7 +299,9 @@ x = torch.rand(shape) - 0.5
 with torch.no_grad():
     whole = fast_encode(codec, x, quantize=False, method="triton_tile")
     ft._INDEX_LIMIT = 40000
-    torch.testing.assert_close(fast_encode(codec, x, quantize=False, method="triton_tile"), whole, atol=1e-5, rtol=0)
+    # the autotuner may time other block sizes for the smaller batch: the sums run in another order
+    split = fast_encode(codec, x, quantize=False, method="triton_tile")
+    assert (split - whole).abs().max().item() <= encode_bound(codec, x, computations=2), "split batch"
     ft._INDEX_LIMIT = 1000
     with pytest.raises(ValueError, match="too large"):
         fast_encode(codec, x, method="triton")
@@ -275,15 +309,14 @@ with torch.no_grad():
 # every block size / warp option the GPU autotuner may pick (the interpreter runs one at a time)
 import triton
 u = torch.randint(0, 256, (2, *shape[1:]), dtype=torch.uint8)
-z_ref = _reference(codec.double(), u.double() / 255 - 0.5)
-codec.float()
+z_ref, bound = _exact(codec, u), encode_bound(codec, u)
 for kern, block, options in ((ft._pass_w_tile, "BR", ft.PASS_W_OPTIONS), (ft._pass_h, "BM", ft.PASS_H_OPTIONS)):
     for b, w in options:
         kern.configs, kern.cache = [triton.Config({{block: b}}, num_warps=w)], {{}}
         with torch.no_grad():
             z = fast_encode(codec, u, quantize=False, method="triton_tile")
-        _check_rounded_agreement(z.double(), z_ref)
-        out[f"{{block}}={{b}}/{{w}}"] = (z.double() - z_ref).abs().max().item()
+            _check_rounded_agreement(codec, u, torch.round(z))
+        out[f"{{block}}={{b}}/{{w}}"] = (z.double() - z_ref).abs().max().item() / bound
 print(json.dumps(out))
 """
 
@@ -291,7 +324,8 @@ print(json.dumps(out))
 def test_triton_kernels_in_the_cpu_interpreter():
     """Both Triton 2D paths, every lightweight case (wrapping tiny inputs, any J and channel count), float and
     uint8, run by Triton's CPU interpreter: the index arithmetic and the companding fused into pass H are
-    checked without a GPU (the speed is not), and so is every block-size option the GPU autotuner may pick."""
+    checked without a GPU (the speed is not), and so is every block-size option the GPU autotuner may pick.
+    Block sizes reorder the sums, so every comparison is against the float32 bound (tests/floatbound.py)."""
     pytest.importorskip("triton", reason="triton not installed (.ci/run installs it for this test)")
     import json
     import os
@@ -306,7 +340,7 @@ def test_triton_kernels_in_the_cpu_interpreter():
     errors = json.loads(run.stdout.strip().splitlines()[-1])
     from walloc_cdl._fastencode_triton import PASS_H_OPTIONS, PASS_W_OPTIONS
     assert len(errors) == 2 * 2 * sum(cfg[6] for cfg, _ in CASES_2D.values()) + len(set(PASS_W_OPTIONS)) + len(set(PASS_H_OPTIONS))
-    assert max(errors.values()) < 1e-3, errors
+    assert max(errors.values()) <= 1, errors   # each: max |error| / its float32 bound
 
 
 def test_default_method_per_device():
@@ -321,7 +355,7 @@ def test_float_and_uint8_calls_on_one_codec_keep_their_own_weights():
     x = u.float() / 255 - 0.5
     with torch.no_grad():
         for inp in (x, u, x, u):
-            torch.testing.assert_close(fast_encode(codec, inp, quantize=False), _reference(codec, x), atol=1e-3, rtol=0)
+            _check_encode(codec, inp, fast_encode(codec, inp, quantize=False))
 
 
 def test_weights_cached_under_inference_mode_serve_autograd_later():

@@ -643,7 +643,8 @@ def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype:
     """``codec.encode(x, quantize)`` through the folded fast path.
 
     ``x``: float in [-0.5, 0.5], or uint8 pixels/samples meaning ``x/255 - 0.5``.  ``dtype``: compute
-    precision of the convolutions (float32 default; bfloat16/float16 accumulate in float32 on CUDA);
+    precision of the convolutions (float32 default; bfloat16/float16 accumulate in float32 on CUDA; on the
+    CPU they run in float32, since oneDNN's bf16 convs of 1×k kernels return wrong values on AMX CPUs);
     the bottleneck always runs in float32.  ``method``: 2D formulation, see :data:`METHODS_2D`; default
     :func:`default_method`.  1D float32 on CUDA runs the per-level path (on an H100 walloc's per-level
     transform beat the level-split convs in float32).
@@ -651,6 +652,8 @@ def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype:
     if x.dtype != torch.uint8 and not x.is_floating_point():
         raise TypeError(f"encode expects a float batch in [-0.5, 0.5] or uint8 pixels, got {x.dtype}")
     dtype = dtype or (torch.float64 if x.dtype == torch.float64 else torch.float32)
+    if x.device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
+        dtype = torch.float32
     method = method or default_method(x.device)
     if method not in METHODS_2D:
         raise ValueError(f"unknown fast-encode method {method!r}; choose from {METHODS_2D}")
