@@ -21,6 +21,7 @@ benchmark's own training inputs, no labels) and says so in the JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import os
@@ -34,8 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from walloc_cdl.benchdata import load_benchmark  # noqa: E402
-from walloc_cdl.compare import CompareConfig, format_table, run_comparison  # noqa: E402
-from walloc_cdl.runstate import RunLedger  # noqa: E402
+from walloc_cdl.compare import compare_config, format_table, run_comparison  # noqa: E402
 from walloc_cdl.models.stems import STEMS  # noqa: E402
 
 # benchmark -> (load kwargs, model, reductions, epochs, batch size, lr) per suite
@@ -133,11 +133,10 @@ def main() -> int:
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--verbose", action="store_true", help="print each run's accuracy as it finishes")
     ap.add_argument("--state", default="runs/downstream_state",
-                    help="folder for finished runs and checkpoints of the run in flight (one subfolder a benchmark)")
+                    help="folder for the run folders of every (variant, seed), one subfolder a benchmark")
     ap.add_argument("--resume", action="store_true",
-                    help="continue an interrupted run: finished runs with the same data, model, budget and codec are "
-                         "reused, the one cut short restarts from its last checkpoint (every --checkpoint-every min)")
-    ap.add_argument("--checkpoint-every", type=float, default=10.0, metavar="MIN")
+                    help="continue an interrupted run: finished runs with the same data and settings are reused, the "
+                         "one cut short continues from its last checkpoint")
     args = ap.parse_args()
     if args.stems and args.no_latent:  # fail now, not after hours of training
         ap.error("--stems measures the latent variant; it cannot be combined with --no-latent")
@@ -174,21 +173,19 @@ def main() -> int:
             load_kw = dict(load_kw, n_train=args.n_train)
         if name == "fashion-mnist" and args.assets:
             load_kw = dict(load_kw, root=str(Path(args.assets) / "fashion-mnist"))
-        try:
-            ledger = RunLedger(Path(args.state) / name, args.resume, 60 * args.checkpoint_every)
-        except FileExistsError as e:
-            raise SystemExit(str(e)) from None
+        state = Path(args.state) / name
         t0 = time.perf_counter()
         bench = load_benchmark(name, **load_kw)
         codecs, sources = resolve_codecs(bench, args.codecs, device)
         if args.reductions is not None:
             reductions = args.reductions
         roundtrip = {float(r): codecs.get(float(r)) for r in reductions} if args.roundtrip else None
-        cfg = CompareConfig(epochs=max(1, round(epochs * args.epochs_scale)), batch_size=bs, lr=args.lr or lr)
-        res = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, device, codecs,
-                             stem=args.stem, include_full=not args.no_full, progress=args.verbose,
-                             include_decoded=args.decoded, include_down=not args.no_down, roundtrip=roundtrip,
-                             magnitude=args.magnitude, ledger=ledger, include_latent=not args.no_latent)
+        cfg = compare_config(max(1, round(epochs * args.epochs_scale)), bs, args.lr or lr, stem=args.stem,
+                             magnitude=args.magnitude, device=device.type)
+        res = run_comparison(bench, model, [float(r) for r in reductions], args.seeds, cfg, state, codecs,
+                             include_full=not args.no_full, progress=args.verbose, include_decoded=args.decoded,
+                             include_down=not args.no_down, roundtrip=roundtrip, resume=args.resume,
+                             include_latent=not args.no_latent, device=device.type)
         res["codec_sources"] = sources
         res["wall_s"] = time.perf_counter() - t0
         res.pop("runs")
@@ -198,15 +195,15 @@ def main() -> int:
             stems = {}
             for stem in STEMS:
                 r16 = {16.0: codecs[16.0]}
-                s = run_comparison(bench, model, [16.0], args.seeds[:1], cfg, device, r16, stem=stem,
-                                   include_full=False, include_down=False, progress=False, ledger=ledger)
+                s = run_comparison(bench, model, [16.0], args.seeds[:1], dataclasses.replace(cfg, stem=stem),
+                                   state / f"stem-{stem}", r16, include_full=False, include_down=False,
+                                   progress=False, resume=args.resume, device=device.type)
                 row = next(x for x in s["summary"] if x["kind"] == "latent")
-                stems[stem] = {k: row[k] for k in ("acc_mean", "samples_per_s", "peak_mem_mb", "params")}
+                stems[stem] = {k: row[k] for k in ("acc_mean", "samples_per_s", "params")}
             report["results"][name]["stems"] = stems
             print(f"stems: {json.dumps(stems)}", file=sys.stderr)
         if args.out:  # after every benchmark, so a run cut short keeps what finished
             Path(args.out).write_text(json.dumps(report, indent=2))
-        ledger.complete()
     print(json.dumps(report, indent=2))
     return 0
 

@@ -5,7 +5,7 @@ decoded by `rgb-4x`, resized 1/2 per side and back, decoded by `rgb-16x`, resize
 and the first latent channel of `rgb-16x` (16×16, shown blocky). It goes with the decoded-16x run in
 RESULTS.md: a model trained on `rgb-16x`-decoded crops stayed at chance while one trained on the latents
 read half the words, though most decoded words stay legible to a person (under ringing and 8×8 texture).
-The columns are made by :func:`walloc_cdl.compare.prepare`, the same code that feeds those runs.
+The columns are made by :func:`walloc_cdl.compare.variant_transform`, what the encode job writes for those runs.
 
     python benchmarks/words_views.py --out benchmarks/words_views.png
 """
@@ -21,19 +21,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from walloc_cdl import load_codec  # noqa: E402
 from walloc_cdl.benchdata import load_benchmark  # noqa: E402
-from walloc_cdl.compare import Variant, prepare  # noqa: E402
+from walloc_cdl.compare import Variant, variant_transform  # noqa: E402
 
 
+@torch.no_grad()
 def views(x: torch.Tensor) -> dict[str, torch.Tensor]:
     """uint8 crops (N, 3, H, W) -> {column title: uint8 (N, 3, H, W), or int8 latent (N, 1, h, w)}."""
-    cpu = torch.device("cpu")
     out = {"crop": x}
     for name, r in (("rgb-4x", 4), ("rgb-16x", 16)):
         codec = load_codec(name).eval()
-        out[f"decoded {name}"] = prepare(Variant(f"decoded-{r}x", "decoded", r), x, "image", codec, cpu)
-        out[f"down {r}x and up"] = prepare(Variant(f"down-up-{r}x", "down-up", r), x, "image", None, cpu)
+        for title, v in ((f"decoded {name}", Variant(f"decoded-{r}x", "decoded", r, codec)),
+                         (f"down {r}x and up", Variant(f"down-up-{r}x", "down-up", r))):
+            out[title] = variant_transform(v, 3, "image").encode(x)
         if r == 16:
-            out["rgb-16x latent ch 0"] = prepare(Variant("latent-16x", "latent", r), x, "image", codec, cpu)[:, :1]
+            out["rgb-16x latent ch 0"] = codec.encode(x)[:, :1].to(torch.int8)
     return out
 
 

@@ -23,6 +23,9 @@ _LAZY = {
     "LatentDataset": "walloc_cdl.data", "make_loader": "walloc_cdl.data", "OnTheFlyEncoder": "walloc_cdl.data",
     "encode_dataset": "walloc_cdl.data", "EncodeOptions": "walloc_cdl.data", "open_source": "walloc_cdl.data",
     "fast_encode": "walloc_cdl.fastencode",
+    "train_model": "walloc_cdl.training.train", "TrainConfig": "walloc_cdl.training.train",
+    "load_latent_model": "walloc_cdl.training.train", "evaluate_model": "walloc_cdl.training.train",
+    "predict_files": "walloc_cdl.training.predict",
 }
 
 __all__ = [

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from ..containers import pad_to_multiple
-from .shards import (INFO_NAME, ShardWriter, codec_block, latent_sample, make_info, read_info, shard_name,
-                     write_info, write_json_atomic)
+from .shards import (INFO_NAME, ShardWriter, codec_block, latent_sample, make_info, pixel_sample, read_info,
+                     shard_name, write_info, write_json_atomic)
 from .sources import Sample, Skipped, Source, SourceError, audio_to_codec, image_to_float, match_channels
 
 
@@ -65,6 +65,7 @@ class EncodeOptions:
     mix: str = "auto"  # audio channel handling: auto | first | error
     normalize: str = "none"  # audio: none | peak (walloc's: remove mean, peak to 1) ; always scaled by 1/2
     limit: int | None = None  # only the first N items
+    new_classes: bool = False  # a split may add class names the dataset's table lacks (else an error)
     # run controls (not part of the output's identity)
     batch_size: int = 32
     device: str = "cpu"
@@ -110,9 +111,9 @@ class Prepared:
 class Preparer:
     """Sample -> list of Prepared (views / segments), deterministic given (seed, item index)."""
 
-    def __init__(self, channels: int, J: int, kind: str, options: EncodeOptions):
+    def __init__(self, channels: int, multiple: int, kind: str, options: EncodeOptions):
         options.check(kind)
-        self.channels, self.multiple, self.kind, self.o = channels, 2 ** J, kind, options
+        self.channels, self.multiple, self.kind, self.o = channels, multiple, kind, options
 
     def __call__(self, s: Sample, index: int) -> list[Prepared]:
         return self._audio(s, index) if self.kind == "audio" else self._image(s, index)
@@ -249,6 +250,11 @@ def _identity(x: Any) -> Any:
     return x
 
 
+def input_multiple(codec: torch.nn.Module) -> int:
+    """What input sizes must be a multiple of: 2^J for a codec, the transform's own for a baseline."""
+    return int(getattr(codec, "multiple", None) or 2 ** codec.J)
+
+
 def dist_env() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from torchrun's environment (1 process without it)."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
@@ -258,13 +264,36 @@ def _progress_path(root: Path, split: str, rank: int) -> Path:
     return root / f".progress-{split}-r{rank:02d}.json"
 
 
+def class_table(source: Source, existing: Sequence[str] | None, new_classes: bool = False
+                ) -> tuple[list[str], list[int] | None]:
+    """The dataset's one class table and the map from the source's label ids to it.
+
+    Ids are given by class *name*, so a split whose folder lacks a class keeps the other classes' ids.
+    A name the table lacks is an error unless ``new_classes`` (then it is appended).  A source without
+    names (idx labels, integer ``cls``) keeps its ids; they are checked against the table as they come.
+    """
+    names = list(getattr(source, "classes", None) or [])
+    table = list(existing or [])
+    if not names:
+        return table, None
+    if not table:
+        return names, list(range(len(names)))
+    unknown = [n for n in names if n not in table]
+    if unknown and not new_classes:
+        raise ValueError(f"class(es) {unknown[:5]} are not in the dataset's class table {table[:10]}"
+                         f"{'...' if len(table) > 10 else ''}; pass --new-classes to add them")
+    table += unknown
+    return table, [table.index(n) for n in names]
+
+
 class _Job:
     """One rank's pass over its items, with progress saved after every shard."""
 
     def __init__(self, source: Source, root: Path, codec: torch.nn.Module, options: EncodeOptions, rank: int,
-                 world: int, identity: dict[str, Any]):
+                 world: int, identity: dict[str, Any], classes: tuple[list[str], list[int] | None] = ([], None)):
         self.source, self.root, self.codec, self.o = source, root, codec, options
         self.rank, self.world, self.identity = rank, world, identity
+        self.table, self.label_map = classes
         self.path = _progress_path(root, options.split, rank)
         self.state: dict[str, Any] = {"identity": identity, "next": [0, 0], "shards": [], "skipped": [],
                                       "samples": 0, "items": 0, "classes": {}, "source_bytes": 0, "seconds": 0.0,
@@ -303,7 +332,7 @@ class _Job:
         self.last = (nxt_pos, nxt_sub - 1) if nxt_sub > 0 else (-1, -1)
         writer = ShardWriter(self.root, o.split, o.shard_size, rank=self.rank, world_size=self.world,
                              start=len(self.state["shards"]), on_shard=self._save)
-        prep = Preparer(self.codec.channels, self.codec.J, self.source.kind, o)
+        prep = Preparer(self.codec.channels, input_multiple(self.codec), self.source.kind, o)
         loader = torch.utils.data.DataLoader(_Items(self.source, prep, todo), batch_size=None, shuffle=False,
                                              num_workers=o.workers, collate_fn=_identity,
                                              prefetch_factor=4 if o.workers else None)
@@ -312,6 +341,8 @@ class _Job:
         for i, result, nbytes in loader:
             self.state["items"] += 1
             bar.update(1)
+            if not isinstance(result, Skipped) and result:
+                result = self._relabel(i, result)
             if isinstance(result, Skipped):
                 self.pending_skips.append((i, result.source, result.reason))
                 continue
@@ -329,6 +360,18 @@ class _Job:
         self._save()
         return self.state
 
+    def _relabel(self, i: int, prepared: list[Prepared]) -> list[Prepared] | Skipped:
+        """Source label ids -> the dataset's table; an id outside it skips the item (named in the report)."""
+        label = prepared[0].label
+        if label >= 0 and self.label_map is not None:
+            label = self.label_map[label]
+        elif label >= 0 and self.table and label >= len(self.table):
+            return Skipped(self.source.items[i], f"label {label} outside the {len(self.table)} classes of "
+                                                 f"{self.root / INFO_NAME}")
+        for p in prepared:
+            p.label = label
+        return prepared
+
     @torch.no_grad()  # not inference_mode: codec.encode may cache folded weights for later autograd use
     def _encode(self, buffer: list, writer: ShardWriter, device: torch.device) -> None:
         k = 0
@@ -339,15 +382,17 @@ class _Job:
                     and j - k < self.o.batch_size:
                 j += 1
             x = torch.stack([b[2].x for b in buffer[k:j]]).to(device, non_blocking=True)
-            z = self.codec.encode(x).to("cpu", torch.int16)
+            pixels = getattr(self.codec, "stores_pixels", False)
+            z = self.codec.encode(x).cpu() if pixels else self.codec.encode(x).to("cpu", torch.int16)
             for (i, sub, p, nbytes), zi in zip(buffer[k:j], z):
                 self.last = (i, sub)
                 self.state["samples"] += 1
                 self.state["source_bytes"] += nbytes
                 c = str(p.label)
                 self.state["classes"][c] = self.state["classes"].get(c, 0) + 1
-                writer.write(latent_sample(p.key, zi, p.label, dict(p.meta, item=i), self.o.container,
-                                           int(self.codec.latent_bits)))
+                meta = dict(p.meta, item=i)
+                writer.write(pixel_sample(p.key, zi, p.label, meta) if pixels else
+                             latent_sample(p.key, zi, p.label, meta, self.o.container, int(self.codec.latent_bits)))
             k = j
 
 
@@ -364,8 +409,11 @@ def _clear_split(root: Path, split: str) -> None:
 
 
 def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, codec_name: str = "",
-                   options: EncodeOptions | None = None) -> dict[str, Any]:
-    """Encode `source` into shards under `output` (this process's share under torchrun); returns the report."""
+                   options: EncodeOptions | None = None, codec_source: str | None = None) -> dict[str, Any]:
+    """Encode `source` into shards under `output` (this process's share under torchrun); returns the report.
+
+    ``codec_source``: where the codec was loaded from (a file path), kept in the codec block so that
+    `walloc-cdl predict` can find it again."""
     o = dataclasses.replace(options) if options is not None else EncodeOptions()
     o.check(source.kind)
     rank, world, local_rank = dist_env()
@@ -376,9 +424,19 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
         device = torch.device("cuda", local_rank)
     codec = codec.to(device).eval()
     block = codec_block(codec, codec_name, o.container)
-    identity = json.loads(json.dumps({"options": o.identity(), "source": source.describe(),
+    if codec_source:
+        block["source"] = codec_source
+    n = len(source) if o.limit is None else min(o.limit, len(source))
+    if n == 0:
+        name = getattr(source, "root", None) or getattr(source, "path", None) or type(source).__name__
+        raise ValueError(f"{name}: no input items to encode (an empty folder or dataset?)")
+    old_info = read_info(root) if (root / INFO_NAME).exists() else {}
+    others = set(old_info.get("splits", {})) - {o.split}   # the table other splits were encoded with
+    classes = class_table(source, old_info.get("classes") if others else None, o.new_classes)
+    identity = json.loads(json.dumps({"options": o.identity(), "source": source.describe(), "classes": classes[0],
                                       "codec_sha256": block["weights_sha256"], "world_size": world}))  # as saved
     existing = list(root.glob(f"{o.split}-*.tar")) + list(root.glob(f".progress-{o.split}-r*.json"))
+    owned = world > 1 and not torch.distributed.is_initialized()   # a caller's process group stays up
     group = _init_dist(world)
     try:
         if rank == 0 and existing and not o.resume:
@@ -386,22 +444,26 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
                 raise FileExistsError(f"{root} already holds split {o.split!r}; pass --resume to continue it or "
                                       "--overwrite to replace it")
             _clear_split(root, o.split)
-        if rank == 0 and (root / INFO_NAME).exists():
-            old = read_info(root).get("codec", {})
+        if rank == 0 and old_info:
+            old = old_info.get("codec", {})
             key = "encoder_sha256" if old.get("encoder_sha256") else "weights_sha256"  # same encoder = same latents
             if old and old.get(key) != block[key]:
                 raise RuntimeError(f"{root}/{INFO_NAME} belongs to another codec ({old.get('name')!r}); "
                                    "encode into a new folder")
         _barrier(group)
-        n = len(source) if o.limit is None else min(o.limit, len(source))
         indices = list(range(rank, n, world))
-        state = _Job(source, root, codec, o, rank, world, identity).run(indices, device)
+        state = _Job(source, root, codec, o, rank, world, identity, classes).run(indices, device)
         _barrier(group)
         if rank == 0:
-            return _merge(root, source, block, o, world)
+            report = _merge(root, source, block, o, world, classes[0])
+            if not report["samples"]:
+                first = report["skipped"][0]["reason"] if report["skipped"] else "no sample"
+                raise ValueError(f"{root}: none of the {report['items']} input items could be encoded (first "
+                                 f"reason: {first}); see {root / f'_report_{o.split}.json'}")
+            return report
         return _rank_report(state)
     finally:
-        if group is not None:
+        if group is not None and owned:
             torch.distributed.destroy_process_group()
 
 
@@ -424,7 +486,8 @@ def _rank_report(state: dict[str, Any]) -> dict[str, Any]:
     return {k: state[k] for k in ("samples", "items", "skipped", "classes", "source_bytes", "seconds", "shards")}
 
 
-def _merge(root: Path, source: Source, block: dict[str, Any], o: EncodeOptions, world: int) -> dict[str, Any]:
+def _merge(root: Path, source: Source, block: dict[str, Any], o: EncodeOptions, world: int,
+           classes: list[str]) -> dict[str, Any]:
     """Rank 0: all ranks' progress -> `_info.json` (this split, other splits kept) and the report."""
     states = []
     for r in range(world):
@@ -434,7 +497,6 @@ def _merge(root: Path, source: Source, block: dict[str, Any], o: EncodeOptions, 
     info = read_info(root) if (root / INFO_NAME).exists() else {}
     splits = {k: list(zip(v["filenames"], v["shard_lengths"])) for k, v in info.get("splits", {}).items()}
     splits[o.split] = shards
-    classes = info.get("classes") or list(getattr(source, "classes", []))
     new = make_info(splits, block, name=info.get("name", ""), classes=classes,
                     **{"sources": {**info.get("sources", {}), o.split: {**source.describe(), "options": o.identity()}}})
     write_info(root, new)
@@ -505,6 +567,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     r.add_argument("--limit", type=int, help="only the first N items")
     r.add_argument("--resume", action="store_true", help="continue a killed job from its last complete shard")
     r.add_argument("--overwrite", action="store_true", help="replace this split if the output already has it")
+    r.add_argument("--new-classes", action="store_true",
+                   help="let this split add class names that the dataset's class table (from earlier splits) lacks")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -520,11 +584,13 @@ def run(args: argparse.Namespace) -> int:
                          seed=args.seed, pad_mode=args.pad_mode, sample_rate=args.sample_rate, segment=args.segment,
                          hop=args.hop, min_segment=args.min_segment, mix=args.mix, normalize=args.normalize,
                          limit=args.limit, batch_size=args.batch_size, device=args.device, workers=args.workers,
-                         resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+                         resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+                         new_classes=args.new_classes)
     if source.kind == "image" and opts.resize:
         source.draft = (opts.resize, opts.resize)
-    name = Path(args.codec).stem if Path(args.codec).exists() else args.codec
-    report = encode_dataset(source, args.output, codec, name, opts)
+    is_file = Path(args.codec).exists()
+    name = Path(args.codec).stem if is_file else args.codec
+    report = encode_dataset(source, args.output, codec, name, opts, str(Path(args.codec).resolve()) if is_file else None)
     if dist_env()[0] == 0:
         short = {k: v for k, v in report.items() if k != "skipped"}
         short["skipped"] = len(report["skipped"])

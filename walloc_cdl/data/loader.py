@@ -7,11 +7,19 @@
 
     ev = LatentDataset("latents/fmnist", split="test", batch_size=500)   # every sample exactly once
 
-Training reads shards resampled with replacement (`wds.ResampledShards`) and stops after
-`epoch_length` samples over all ranks and workers (each worker takes its share); evaluation reads the
-listed shards once, split over ranks (`wds.split_by_node`, RANK/WORLD_SIZE or torch.distributed) and
-loader workers (`wds.split_by_worker`). A rank that would get no shard raises `NoShardsError` at
-construction instead of leaving the other ranks waiting on it.
+Training shuffles the shard list for each epoch (seeded by seed and epoch), gives each rank and loader
+worker its own shards (no two ranks read the same shard in an epoch), cycles them and stops after
+`epoch_length` samples over all ranks and workers, each worker taking an equal share, so every rank runs
+the same number of steps.  The epoch is counted by each iteration, or set with `set_epoch(e)` (a resumed
+run, or workers that are not persistent): every draw is a function of (seed, epoch, rank, worker), so an
+epoch can be replayed exactly.  Evaluation reads the listed shards once, split over ranks
+(`wds.split_by_node`, RANK/WORLD_SIZE or torch.distributed) and loader workers (`wds.split_by_worker`).
+A rank that would get no shard raises `NoShardsError` at construction instead of leaving the other ranks
+waiting on it.
+
+Bad samples never stop an epoch: a shard member that cannot be read or decoded, or whose label is not a
+class of `_info.json`, is skipped with a one-line warning naming the shard and key, and counted in
+`skipped` (shared with the loader workers).
 
 Latent-space augmentation: `crop=(h, w)` takes a random crop on the latent grid in training and the
 centre crop in evaluation; a crop of the latent grid is the latent of the matching 2^J-aligned pixel
@@ -24,14 +32,16 @@ sample and negates/reorders the packet bands the linear encoder mixes); tests/te
 from __future__ import annotations
 
 import math
+import multiprocessing
 import random
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
 from ..bottleneck import ToNormal, companding_scale, latent_max
-from .shards import LATENT_KEYS, decode_sample, read_info
+from .shards import INPUT_KEYS, decode_sample, read_info
 
 
 class NoShardsError(RuntimeError):
@@ -66,30 +76,55 @@ def _epoch_rng(seed: int | None, epoch: int) -> random.Random:
 
 
 class _Stage:
-    """A picklable per-sample map given a random generator in training (None in evaluation)."""
+    """A picklable per-sample map given a random generator in training (None in evaluation); a sample the
+    map returns None for is dropped."""
 
     def __init__(self, fn: Callable[..., Any], seed: int | None, training: bool):
-        self.fn, self.seed, self.training, self.epoch = fn, seed, training, -1
+        self.fn, self.seed, self.training, self.epoch = fn, seed, training, 0
 
     def __call__(self, src: Iterator[dict]) -> Iterator[Any]:
-        self.epoch += 1
         rng = _epoch_rng(self.seed, self.epoch) if self.training else None
         for s in src:
-            yield self.fn(s, rng)
+            out = self.fn(s, rng)
+            if out is not None:
+                yield out
 
 
 class _Shuffle:
     """wds.shuffle with a seeded generator per (rank, worker, epoch)."""
 
     def __init__(self, bufsize: int, seed: int | None):
-        self.bufsize, self.seed, self.epoch = bufsize, seed, -1
+        self.bufsize, self.seed, self.epoch = bufsize, seed, 0
 
     def __call__(self, src: Iterator[dict]) -> Iterator[dict]:
         import webdataset as wds
 
-        self.epoch += 1
         rng = _epoch_rng(None if self.seed is None else self.seed + 1, self.epoch)
         return wds.shuffle(self.bufsize, initial=min(self.bufsize, 500), rng=rng)(src)
+
+
+class _EpochShards(torch.utils.data.IterableDataset):
+    """This (rank, worker)'s shards of an epoch: the list shuffled by (seed, epoch), dealt to ranks, then to
+    workers, and cycled (finitely: enough cycles for the epoch's share, plus one)."""
+
+    def __init__(self, urls: Sequence[str], lengths: Sequence[int], seed: int | None, epoch_length: int):
+        super().__init__()
+        self.urls, self.lengths, self.seed, self.epoch_length, self.epoch = list(urls), list(lengths), seed, epoch_length, 0
+
+    def __iter__(self) -> Iterator[dict]:
+        rank, world, worker, workers = _worker_info()
+        order = list(range(len(self.urls)))
+        random.Random((self.seed or 0) * 1000003 + self.epoch).shuffle(order)
+        mine = order[rank::world][worker::workers]
+        if not mine:
+            raise NoShardsError(f"loader worker {worker} of rank {rank} gets none of the {len(self.urls)} shards: "
+                                "use fewer loader workers or re-encode with a smaller --shard-size")
+        have = sum(self.lengths[i] for i in mine) if len(self.lengths) == len(self.urls) else 0
+        quota = math.ceil(self.epoch_length / (world * workers))
+        cycles = math.ceil(quota / have) + 1 if have else 2
+        for _ in range(cycles):
+            for i in mine:
+                yield {"url": self.urls[i]}
 
 
 class _TakePerWorker:
@@ -139,7 +174,12 @@ class LatentDataset(torch.utils.data.IterableDataset):
             raise NoShardsError(f"{root}: split {split!r} lists no shards")
         split_info = self.info["splits"].get(split, {})
         self.num_samples = int(split_info.get("num_samples", 0))
+        self.shard_lengths = [int(n) for n in split_info.get("shard_lengths", [])]
         self.codec = self.info.get("codec", {})
+        self.classes = list(self.info.get("classes") or [])
+        self._skips = multiprocessing.Value("q", 0)
+        self._epoch = -1
+        self.num_workers = 1
         self.training, self.batch_size, self.shuffle, self.seed = training, batch_size, shuffle, seed
         self.crop = tuple(crop) if crop is not None else None
         self.with_meta = with_meta
@@ -155,52 +195,100 @@ class LatentDataset(torch.utils.data.IterableDataset):
                 raise ValueError(f"{root}: _info.json has no codec latent_bits; cannot dequantize")
             self.to_normal = ToNormal(companding_scale(int(bits)), latent_max(int(bits)))
         rank, world, _, _ = _worker_info()
-        if not training and len(self.urls) < world:  # raised on every rank, so none waits for the others
+        if len(self.urls) < world:  # raised on every rank, so none waits for the others
             raise NoShardsError(
                 f"rank {rank} of {world} may get no shard: split {split!r} has {len(self.urls)} shard(s). "
-                f"Re-encode with a smaller --shard-size (>= {world} shards) or evaluate on fewer ranks.")
+                f"Re-encode with a smaller --shard-size (>= {world} shards) or use fewer ranks.")
         self.pipeline = self._build()
 
-    def _sample(self, raw: dict, rng: random.Random | None) -> tuple:
-        s = decode_sample(raw, meta=self.with_meta)
+    @property
+    def skipped(self) -> int:
+        """Samples skipped so far (unreadable, undecodable or out-of-table labels), over all loader workers."""
+        return int(self._skips.value)
+
+    def _skip(self, where: str, reason: str) -> None:
+        with self._skips.get_lock():
+            self._skips.value += 1
+            n = self._skips.value
+        if n <= 20:
+            print(f"skipped {where}: {reason}" + (" (further skips are counted, not printed)" if n == 20 else ""),
+                  file=sys.stderr)
+
+    def _tar_error(self, exn: Exception) -> bool:
+        """webdataset handler: an unreadable shard member is skipped and counted; reading goes on."""
+        self._skip("a shard member", f"{type(exn).__name__}: {exn}")
+        return True
+
+    def _sample(self, raw: dict, rng: random.Random | None) -> tuple | None:
+        where = f"{raw.get('__url__', '?')}:{raw.get('__key__', '?')}"
+        try:
+            s = decode_sample(raw, meta=self.with_meta)
+        except Exception as e:  # a corrupt member: anything numpy/PIL raise
+            self._skip(where, f"{type(e).__name__}: {e}")
+            return None
+        y = s["cls"]
+        if y < 0 or (self.classes and y >= len(self.classes)):
+            self._skip(where, f"label {y} is not one of the {len(self.classes)} classes of _info.json")
+            return None
         z = s["latent"]
         if self.crop is not None:
             z = random_crop(z, self.crop, rng)
         if self.to_normal is not None:
             z = self.to_normal(z)
-        return (z, s["cls"], s["json"]) if self.with_meta else (z, s["cls"])
+        return (z, y, s["json"]) if self.with_meta else (z, y)
 
     def _build(self) -> Any:
         import webdataset as wds
 
+        self._epoch_stages: list[Any] = []
         if self.training:
-            stages: list[Any] = [wds.ResampledShards(self.urls, seed=self.seed or 0, deterministic=self.seed is not None),
-                                 wds.tarfile_to_samples(handler=wds.warn_and_continue)]
+            shards = _EpochShards(self.urls, self.shard_lengths, self.seed, self.epoch_length)
+            stages: list[Any] = [shards, wds.tarfile_to_samples(handler=self._tar_error)]
+            self._epoch_stages.append(shards)
             if self.shuffle:
                 stages.append(_Shuffle(self.shuffle, self.seed))
+                self._epoch_stages.append(stages[-1])
         else:
             stages = [wds.SimpleShardList(self.urls), wds.split_by_node, wds.split_by_worker,
-                      wds.tarfile_to_samples()]
-        stages.append(wds.select(lambda s: any(k in s for k in LATENT_KEYS)))
+                      wds.tarfile_to_samples(handler=self._tar_error)]
+        stages.append(wds.select(lambda s: any(k in s for k in INPUT_KEYS)))
         stages.append(_Stage(self._sample, self.seed, self.training))
+        self._epoch_stages.append(stages[-1])
         if self.batch_size:
             stages.append(wds.batched(self.batch_size, collation_fn=_collate, partial=not self.training))
         if self.training:
             stages.append(_TakePerWorker(self.epoch_length, self.batch_size))
         return wds.DataPipeline(*stages)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The next iteration reads epoch ``epoch`` (0-based); later ones count on from there."""
+        self._epoch = epoch - 1
+
     def __iter__(self) -> Iterator[Any]:
+        self._epoch += 1
+        for stage in self._epoch_stages:
+            stage.epoch = self._epoch
         return iter(self.pipeline)
 
     def __len__(self) -> int:
-        """Samples (or batches) per epoch on this rank: what a progress bar or LR schedule needs."""
+        """Samples (or batches) per epoch on this rank: what a progress bar or LR schedule needs.
+
+        In training every loader worker takes an equal share (``num_workers``, which ``make_loader`` sets)."""
         _, world, _, _ = _worker_info()
-        n = math.ceil((self.epoch_length if self.training else self.num_samples) / world)
-        return math.ceil(n / self.batch_size) if self.batch_size else n
+        if not self.training:
+            n = math.ceil(self.num_samples / world)
+            return math.ceil(n / self.batch_size) if self.batch_size else n
+        w = max(1, self.num_workers)
+        per = math.ceil(self.epoch_length / (world * w))
+        return w * (math.ceil(per / self.batch_size) if self.batch_size else per)
 
 
 def make_loader(dataset: LatentDataset, num_workers: int = 2, **kwargs: Any) -> torch.utils.data.DataLoader:
     """A DataLoader over an (already batched) LatentDataset: batch_size=None, workers persistent."""
+    dataset.num_workers = max(1, num_workers)
     kwargs.setdefault("persistent_workers", num_workers > 0)
+    # the loader's own generator: making an iterator then draws nothing from the global one, so a run
+    # resumed mid-epoch keeps the same random stream (the pipeline's draws are seeded by the dataset)
+    kwargs.setdefault("generator", torch.Generator().manual_seed(0))
     kwargs.setdefault("pin_memory", torch.cuda.is_available())
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers, **kwargs)

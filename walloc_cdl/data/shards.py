@@ -25,6 +25,7 @@ Latents are never stored as .pth (webdataset's .pth decoder unpickles).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tarfile
@@ -39,6 +40,8 @@ from ..containers import decode_latent, encode_latent
 INFO_NAME = "_info.json"
 CONTAINERS = {"npy": "latent.npy", "webp": "latent.webp", "png": "latent.png"}
 LATENT_KEYS = tuple(CONTAINERS.values())
+PIXEL_KEY = "pixels.npy"  # equal-dimension baselines (data.transforms.PixelTransform): uint8 images, int16 PCM
+INPUT_KEYS = LATENT_KEYS + (PIXEL_KEY,)
 MTIME = 0  # fixed tar mtime: shards are byte-reproducible
 
 
@@ -63,13 +66,25 @@ def latent_sample(key: str, z: torch.Tensor | np.ndarray, label: int, meta: Mapp
             "cls": str(int(label)).encode(), "json": dumps(dict(meta))}
 
 
+def pixel_sample(key: str, x: torch.Tensor | np.ndarray, label: int, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A tar-ready baseline sample: reduced pixels (C, h, w) uint8 or samples (C, T) int16, label, metadata."""
+    if "." in key or "/" in key or not key:
+        raise ValueError(f"sample key {key!r} must be non-empty and contain no dots or slashes")
+    a = torch.as_tensor(x).detach().cpu().numpy()
+    if a.dtype not in (np.uint8, np.int16):
+        raise ValueError(f"pixel samples are uint8 images or int16 audio, got {a.dtype}")
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return {"__key__": key, PIXEL_KEY: buf.getvalue(), "cls": str(int(label)).encode(), "json": dumps(dict(meta))}
+
+
 def decode_sample(sample: Mapping[str, Any], dtype: torch.dtype = torch.float32,
                   meta: bool = True) -> dict[str, Any]:
     """Raw webdataset sample (bytes fields) -> {"__key__", "latent": tensor (C, h, w), "cls": int, "json": dict}
     (`meta=False` leaves the JSON unparsed, as bytes: loaders that do not need it skip the cost)."""
-    ext = next((k for k in LATENT_KEYS if k in sample), None)
+    ext = next((k for k in INPUT_KEYS if k in sample), None)
     if ext is None:
-        raise KeyError(f"sample {sample.get('__key__')!r} has no latent ({list(LATENT_KEYS)}); has {sorted(sample)}")
+        raise KeyError(f"sample {sample.get('__key__')!r} has no latent ({list(INPUT_KEYS)}); has {sorted(sample)}")
     out = {"__key__": sample.get("__key__"), "latent": decode_latent(bytes(sample[ext]), dtype)}
     out["cls"] = int(sample["cls"]) if "cls" in sample else -1
     raw = sample.get("json", b"{}")
@@ -165,7 +180,12 @@ def codec_block(codec: torch.nn.Module, name: str | None = None, container: str 
     """
     from ..checkpoints import state_dict_sha256
 
-    return {"name": name or "", "class": type(codec).__name__, "config": dict(codec.config),
+    if getattr(codec, "stores_pixels", False):  # a baseline (data.transforms.PixelTransform): no weights
+        fp = codec.fingerprint()
+        return {"name": name or "", "class": type(codec).__name__, "kind": "pixels", "config": dict(codec.config),
+                "weights_sha256": fp, "encoder_sha256": fp, "container": "npy",
+                "latent_bits": int(codec.latent_bits), "downsampling": int(codec.factor)}
+    return {"name": name or "", "class": type(codec).__name__, "kind": "latent", "config": dict(codec.config),
             "weights_sha256": state_dict_sha256(codec), "encoder_sha256": state_dict_sha256(codec.encoder),
             "container": container,
             "latent_bits": int(codec.latent_bits), "downsampling": int(codec.downsampling)}

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import load_codec, save_codec
 from ..codec import Codec1D, Codec2D
 from ..schedule import warmup_cosine
-from ..runstate import load_optimizer_tensors, optimizer_tensors
+from .loop import load_optimizer_tensors, optimizer_tensors
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """``walloc-cdl`` command line: one subcommand per job, each defined next to the code it drives.
 
 A subcommand module exposes ``configure_parser(parser)`` and ``run(args) -> int``; it is imported only
-when its subcommand is used, so ``walloc-cdl info`` stays fast.
+when its subcommand is used, so ``walloc-cdl info`` stays fast.  A user error (bad input, a missing file
+or split, settings that do not fit) prints one line and exits 2; ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
@@ -19,7 +20,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                       "images, audio or stored latents"),
     "compare": ("walloc_cdl.compare", "train one model on WaLLoC latents vs equal-dimension downsampling vs full "
                                       "resolution; print and save the table and plot"),
+    "train": ("walloc_cdl.cli.train", "train a classifier on an encoded dataset (streamed); --resume continues a run"),
+    "evaluate": ("walloc_cdl.cli.evaluate", "score a trained run on a split of an encoded dataset (one JSON line)"),
+    "predict": ("walloc_cdl.cli.predict", "classify image or sound files with a trained run"),
 }
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the input or the settings are wrong, not the program: one line, exit 2."""
+    from ..checkpoints import CheckpointError
+    from ..data.loader import NoShardsError
+    from ..data.sources import SourceError
+
+    return (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointError,
+            SourceError, NoShardsError, RuntimeError)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -50,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     # Parse the command name first, then let its module add its own options.
     if not argv or argv[0] not in COMMANDS:
@@ -60,9 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"walloc-cdl {name}", description=COMMANDS[name][1],
                                   formatter_class=HelpFormatter)
     module.configure_parser(sub)
+    sub.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = sub.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except user_errors() as e:
+        if debug:
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"walloc-cdl {name}: error: {msg} (--debug shows where)", file=sys.stderr)
+        return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())
