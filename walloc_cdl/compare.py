@@ -359,8 +359,9 @@ COMPARE_KEYS = ("include_full", "include_decoded", "include_down", "include_late
 
 def compare_config(epochs: int, batch_size: int, lr: float, **kw: Any) -> TrainConfig:
     """The budget every variant shares: AdamW, 5 % warmup then cosine, label smoothing 0.1."""
-    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=0.05 * epochs, min_lr=0.0,
-                       warmup_lr=0.0, weight_decay=0.05, label_smoothing=0.1, workers=0, shuffle=1000, **kw)
+    base = dict(warmup_epochs=0.05 * epochs, min_lr=0.0, warmup_lr=0.0, weight_decay=0.05, label_smoothing=0.1,
+                workers=0, shuffle=1000)
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, **{**base, **kw})
 
 
 def _parse_codecs(items: list[str]) -> dict[float, str]:
