@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from walloc_cdl import list_codecs, load_codec
-from walloc_cdl.baselines import downsample_images, resample_audio
+from walloc_cdl.data.transforms import downsample_images, resample_audio
 from walloc_cdl.codec import Codec1D
-from walloc_cdl.containers import crop_back, pad_to_multiple
+from walloc_cdl.codec.containers import crop_back, pad_to_multiple
 from walloc_cdl.training.evaluate import (evaluate_audio, evaluate_images, fashion_mnist_test, heldout_images,
                                           image_tensor, ms_ssim_uint8, psnr_uint8, to_uint8)
 

@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from walloc_cdl.benchdata import load_benchmark  # noqa: E402
+from walloc_cdl.data.builtin import load_benchmark  # noqa: E402
 from walloc_cdl.compare import compare_config, format_table, run_comparison  # noqa: E402
 from walloc_cdl.models.stems import STEMS  # noqa: E402
 
@@ -74,7 +74,7 @@ def closed_form_codec(name: str, x_train: torch.Tensor, modality: str, device: t
 
 
 def resolve_codecs(bench, mode: str, device: torch.device) -> tuple[dict[float, object], dict[str, str]]:
-    from walloc_cdl.checkpoints import list_codecs
+    from walloc_cdl.codec.checkpoints import list_codecs
 
     shipped = set(list_codecs())
     codecs, sources = {}, {}
@@ -90,8 +90,8 @@ def resolve_codecs(bench, mode: str, device: torch.device) -> tuple[dict[float, 
 
 
 def write_idx_subset(src_root: str, out: Path, n_train: int, n_test: int) -> None:
-    """Fashion-MNIST subset as idx.gz files (class-balanced, same order as benchdata.fashion)."""
-    from walloc_cdl.benchdata.fashion import _subset
+    """Fashion-MNIST subset as idx.gz files (class-balanced, same order as data.builtin.fashion)."""
+    from walloc_cdl.data.builtin.fashion import _subset
     from walloc_cdl.data.sources import load_fashion_mnist
 
     out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,7 @@ def main() -> int:
         ap.error("--roundtrip scores the full-resolution model; it cannot be combined with --no-full")
 
     if args.export_assets:
-        from walloc_cdl.benchdata import words
+        from walloc_cdl.data.builtin import words
         from walloc_cdl.data.sources import FASHION_MNIST_DIR
 
         d = Path(args.export_assets)

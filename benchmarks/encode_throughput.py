@@ -21,13 +21,21 @@ import statistics
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from walloc_cdl import Codec1D, Codec2D
-from walloc_cdl.fastencode import METHODS_2D, TRITON_METHODS, _encode_1d, fast_encode
+sys.path.insert(0, str(Path(__file__).resolve().parent))     # fastencode_variants, beside this file
+
+from walloc_cdl import Codec1D, Codec2D  # noqa: E402
+from walloc_cdl.codec.fast import METHODS_2D, TRITON_METHODS, fast_encode  # noqa: E402
+from walloc_cdl.codec.fast.cpu import _encode_1d  # noqa: E402
+from fastencode_variants import VARIANTS, encode_variant  # noqa: E402
+
+ALL_2D = METHODS_2D + VARIANTS
+ALL_TRITON = TRITON_METHODS + ("triton",)
 
 RGB16X = dict(channels=3, J=3, Ne=None, Nd=32, latent_dim=12, latent_bits=8, lightweight_encode=True)
 STEREO = dict(channels=2, J=8, Ne=None, Nd=216, latent_dim=108, latent_bits=8, lightweight_encode=True,
@@ -151,8 +159,8 @@ def bench_cpu(W, reps: int) -> dict:
     ref = walloc_twin(W, codec, "Codec2D", RGB16X)
     for name, u in inputs.items():
         x = u.float() / 255 - 0.5
-        fns = {f"fast_{m}": functools.partial(fast_encode, codec, x, method=m) for m in METHODS_2D
-               if m not in TRITON_METHODS}
+        fns = {f"fast_{m}": functools.partial(encode_variant, codec, x, m, True) for m in ALL_2D
+               if m not in ALL_TRITON}
         fns["codec.encode"] = functools.partial(codec.encode, x)
         fns["walloc_cdl_reference_path"] = functools.partial(reference_encode, codec, x)
         if ref is not None:
@@ -232,17 +240,17 @@ def bench_gpu(W, batch: int, reps: int, compile_: bool) -> dict:
     precisions = {"fp32": (torch.float32, False), "tf32": (torch.float32, True),
                   "bf16": (torch.bfloat16, True), "fp16": (torch.float16, True)}
     timings = {}
-    for m in METHODS_2D:
+    for m in ALL_2D:
         for pname, (dt, tf32) in precisions.items():
-            if (m == "dense" and pname in ("fp32", "fp16")) or (m in TRITON_METHODS and pname in ("tf32", "fp16")):
+            if (m == "dense" and pname in ("fp32", "fp16")) or (m in ALL_TRITON and pname in ("tf32", "fp16")):
                 continue   # dense is slow; triton maps float32 to tf32x3 and bf16/fp16 to tf32
-            fn = functools.partial(fast_encode, codec, u, dtype=dt, method=m)
+            fn = functools.partial(encode_variant, codec, u, m, True, dt)
             key = f"fast_{m}_{pname}"
             try:
                 with torch.backends.cudnn.flags(enabled=True, allow_tf32=tf32), _matmul_tf32(tf32):
                     t = time_cuda(fn, reps)
                     with torch.no_grad():
-                        agr = agreement(fast_encode(codec, u[:16], False, dtype=dt, method=m), z64)
+                        agr = agreement(encode_variant(codec, u[:16], m, False, dt), z64)
             except Exception as e:   # a kernel that does not compile here is reported, not fatal
                 res[key] = {"error": f"{type(e).__name__}: {e}"[:500]}
                 log(key, res[key])
@@ -252,11 +260,11 @@ def bench_gpu(W, batch: int, reps: int, compile_: bool) -> dict:
             log(key, res[key])
     res["kernel_profile_sep_fp16"] = kernel_profile(functools.partial(fast_encode, codec, u, dtype=torch.float16))
     res["kernel_profile_sep_fp32"] = kernel_profile(functools.partial(fast_encode, codec, u))
-    res["kernel_profile_s2d_fp16"] = kernel_profile(functools.partial(fast_encode, codec, u, dtype=torch.float16,
-                                                                      method="s2d"))
-    for m in TRITON_METHODS:
+    res["kernel_profile_s2d_fp16"] = kernel_profile(functools.partial(encode_variant, codec, u, "s2d", True,
+                                                                      torch.float16))
+    for m in ALL_TRITON:
         if "error" not in res.get(f"fast_{m}_fp32", {}):
-            res[f"kernel_profile_{m}_fp32"] = kernel_profile(functools.partial(fast_encode, codec, u, method=m))
+            res[f"kernel_profile_{m}_fp32"] = kernel_profile(functools.partial(encode_variant, codec, u, m, True))
     best_bf16 = min((k for k in timings if k.endswith("_bf16")), key=timings.get)
     res["best_bf16"] = best_bf16
     if compile_:
@@ -264,7 +272,7 @@ def bench_gpu(W, batch: int, reps: int, compile_: bool) -> dict:
         try:
             t0 = time.perf_counter()
             # unrounded output so agreement sees the real error; rounding 1.5M latents is negligible
-            cfn = torch.compile(functools.partial(fast_encode, codec, quantize=False, dtype=torch.bfloat16, method=m))
+            cfn = torch.compile(functools.partial(encode_variant, codec, method=m, quantize=False, dtype=torch.bfloat16))
             with torch.no_grad():
                 cfn(u)
             ct = time.perf_counter() - t0

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from walloc_cdl.benchdata import Benchmark  # noqa: E402
+from walloc_cdl.data.builtin import Benchmark  # noqa: E402
 from walloc_cdl.compare import Variant, compare_config, write_variant  # noqa: E402
 from walloc_cdl.training.train import train_model  # noqa: E402
 

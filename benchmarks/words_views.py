@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from walloc_cdl import load_codec  # noqa: E402
-from walloc_cdl.benchdata import load_benchmark  # noqa: E402
+from walloc_cdl.data.builtin import load_benchmark  # noqa: E402
 from walloc_cdl.compare import Variant, variant_transform  # noqa: E402
 
 

@@ -11,11 +11,11 @@ the encode job and trained by ``train_model`` with the same budget and seeds; a 
 import argparse
 from pathlib import Path
 
-from walloc_cdl.benchdata import load_benchmark
+from walloc_cdl.data.builtin import load_benchmark
 from walloc_cdl.compare import DEFAULT, compare_config, format_table, load_user_data, plot, run_comparison
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-ap.add_argument("--benchmark", default=DEFAULT["benchmark"], help="a built-in benchmark (walloc_cdl.benchdata)")
+ap.add_argument("--benchmark", default=DEFAULT["benchmark"], help="a built-in benchmark (walloc_cdl.data.builtin)")
 ap.add_argument("--data", help="your own image folder (class subfolders) instead of a benchmark")
 ap.add_argument("--codec", action="append", default=[], help="R=NAME, e.g. 16=rgb-16x (needed with --data)")
 ap.add_argument("--size", type=int, default=128, help="--data: image side after resize + centre crop")

@@ -101,7 +101,7 @@ def train(data_root: Path, out: Path, budgets: dict[str, float], extra: list[str
 
 def evaluate(paths: list[Path], install: bool) -> None:
     """Held-out figures (walloc_cdl.training.evaluate) into each card; ``--install`` copies into the package."""
-    from walloc_cdl.checkpoints import PRETRAINED_DIR, load_codec
+    from walloc_cdl.codec.checkpoints import PRETRAINED_DIR, load_codec
     from walloc_cdl.training.evaluate import heldout_figures
 
     for path in paths:

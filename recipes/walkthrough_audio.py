@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 
 from walloc_cdl import load_codec
-from walloc_cdl.containers import crop_back, decode_latent, encode_latent, pad_to_multiple
+from walloc_cdl.codec.containers import crop_back, decode_latent, encode_latent, pad_to_multiple
 from walloc_cdl.data import corpora
 
 

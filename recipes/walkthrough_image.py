@@ -23,7 +23,7 @@ from PIL import Image  # noqa: E402
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image  # noqa: E402
 
 from walloc_cdl import latent_to_pil, list_codecs, load_codec, pil_to_latent  # noqa: E402
-from walloc_cdl.containers import crop_back, decode_latent, encode_latent, pad_to_multiple  # noqa: E402
+from walloc_cdl.codec.containers import crop_back, decode_latent, encode_latent, pad_to_multiple  # noqa: E402
 
 BUNDLED = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
 

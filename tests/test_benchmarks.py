@@ -55,3 +55,22 @@ def test_words_views_columns_are_each_path_at_the_crops_size():
     # each path loses detail, and 16x more than 4x
     err = {k: (cols[k].float() - x.float()).abs().mean().item() for k in ("decoded rgb-4x", "decoded rgb-16x")}
     assert 0 < err["decoded rgb-4x"] < err["decoded rgb-16x"]
+
+
+def test_fastencode_variants_compute_the_same_latents():
+    """The formulations kept for benchmarks/encode_throughput.py agree with the exact encode (float bound)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from floatbound import assert_within, encode_bound
+    from walloc_cdl import Codec2D
+
+    variants = _script("fastencode_variants")
+    torch.manual_seed(0)
+    codec = Codec2D(channels=3, J=3, Ne=None, Nd=32, latent_dim=12, latent_bits=8, lightweight_encode=True).eval()
+    for x in (torch.rand(2, 3, 64, 96) - 0.5, torch.randint(0, 256, (2, 3, 64, 96), dtype=torch.uint8)):
+        exact = codec.double().encoder[0:2](codec.wavelet_analysis(
+            x.double() / 255 - 0.5 if x.dtype == torch.uint8 else x.double(), J=codec.J))
+        codec.float()
+        for m in ("sep_mm", "mm", "s2d", "dense"):
+            assert_within(variants.encode_variant(codec, x, m), exact, encode_bound(codec, x), m)

@@ -1,7 +1,7 @@
 """Companding, quantisation proxy and their inverse."""
 import torch
 
-from walloc_cdl.bottleneck import Round, ToNormal, ToUniform, companding_scale, latent_max
+from walloc_cdl.codec.bottleneck import Round, ToNormal, ToUniform, companding_scale, latent_max
 
 
 def test_round_trip_is_identity_within_range():

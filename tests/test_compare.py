@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from walloc_cdl import Codec1D, Codec2D
-from walloc_cdl.baselines import downsample_images
-from walloc_cdl.benchdata import Benchmark
+from walloc_cdl.data.transforms import downsample_images
+from walloc_cdl.data.builtin import Benchmark
 from walloc_cdl.compare import (Variant, compare_config, format_table, make_variants, run_comparison,
                                 variant_transform, write_variant)
 from walloc_cdl.data.loader import LatentDataset
@@ -152,7 +152,7 @@ def _bar_folder(root: Path) -> Path:
 
 def test_cli_user_folder_writes_table_and_plot(tmp_path, monkeypatch, capsys):
     from walloc_cdl import cli
-    from walloc_cdl.checkpoints import save_codec
+    from walloc_cdl.codec.checkpoints import save_codec
 
     monkeypatch.setenv("WALLOC_CDL_CACHE", str(tmp_path / "cache"))
     root = _bar_folder(tmp_path / "data")
@@ -181,7 +181,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_cli_resumes_an_interrupted_comparison(tmp_path, monkeypatch, capsys):
     from walloc_cdl import cli, compare
-    from walloc_cdl.checkpoints import save_codec
+    from walloc_cdl.codec.checkpoints import save_codec
 
     monkeypatch.setenv("WALLOC_CDL_CACHE", str(tmp_path / "cache"))
     root = _bar_folder(tmp_path / "data")
@@ -213,7 +213,7 @@ def test_cli_resumes_an_interrupted_comparison(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_torchrun_ddp_two_cpu_ranks(tmp_path):
     """Two gloo ranks: the encode job splits the items, train_model the shards; rank 0 alone writes results."""
-    from walloc_cdl.checkpoints import save_codec
+    from walloc_cdl.codec.checkpoints import save_codec
 
     root = _bar_folder(tmp_path / "data")
     path = save_codec(_gray(2), tmp_path / "g.safetensors")

@@ -1,4 +1,4 @@
-"""Lossless latent containers and padding helpers (walloc_cdl.containers)."""
+"""Lossless latent containers and padding helpers (walloc_cdl.codec.containers)."""
 
 import io
 import json
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from walloc_cdl.containers import (
+from walloc_cdl.codec.containers import (
     FORMATS,
     METADATA_KEY,
     WEBP_MAX_DIM,

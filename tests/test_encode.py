@@ -161,7 +161,7 @@ def test_audio_segments(tmp_path, codecs):
 
 _SCRIPT = """
 import sys, time
-from walloc_cdl.checkpoints import load_codec
+from walloc_cdl.codec.checkpoints import load_codec
 from walloc_cdl.data.encode import EncodeOptions, encode_dataset
 from walloc_cdl.data.sources import IdxSource
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from walloc_cdl import Codec1D, Codec2D
-from walloc_cdl.fastencode import (METHODS_2D, TRITON_METHODS, composite_filters, default_method, fast_encode,
+from walloc_cdl.codec.fast import (METHODS_2D, TRITON_METHODS, composite_filters, default_method, fast_encode,
                                   fast_wavelet_analysis, periodic_pad)
-from walloc_cdl.wavelets import _filters
+from walloc_cdl.codec.wavelets import _filters
 
 from floatbound import analysis_bound, assert_rounded_agree, assert_within, encode_bound
 
@@ -73,7 +73,7 @@ def _check_encode(codec, x, z, what="", dtype=torch.float32):
     if codec.lightweight_encode:
         assert_within(z, z_exact, encode_bound(codec, x, dtype), what)
         return
-    from walloc_cdl.fastencode import fast_wavelet_analysis
+    from walloc_cdl.codec.fast import fast_wavelet_analysis
     X = fast_wavelet_analysis(codec, x)
     X_exact = codec.double().wavelet_analysis(x.double() / 255 - 0.5 if x.dtype == torch.uint8 else x.double(),
                                               J=codec.J)
@@ -225,7 +225,7 @@ def test_bad_input_errors():
 @pytest.mark.parametrize("kind,name,method", [(2, "rgb16x", None), (2, "5ch-J4", None), (1, "stereo-J8", None),
                                               (2, "rgb16x", "triton"), (2, "J3-tiny", "triton"),
                                               (2, "rgb16x", "triton_tile"), (2, "J3-tiny", "triton_tile"),
-                                              (2, "rgb16x", "s2d"), (2, "rgb16x", "poly"), (2, "J3-tiny", "poly")])
+                                              (2, "rgb16x", "sep"), (2, "rgb16x", "poly"), (2, "J3-tiny", "poly")])
 def test_cuda_matches_cpu_reference(kind, name, method):
     codec, shape = _make(kind, name)
     x = torch.rand(shape) - 0.5
@@ -273,7 +273,7 @@ import json, sys, torch
 sys.path.insert(0, {tests!r})
 from test_fastencode import CASES_2D, TRITON_METHODS, _make, _exact, _check_rounded_agreement
 from floatbound import encode_bound
-from walloc_cdl.fastencode import fast_encode
+from walloc_cdl.codec.fast import fast_encode
 torch.manual_seed(0)
 out = {{}}
 for name, (cfg, _) in CASES_2D.items():
@@ -293,7 +293,7 @@ for name, (cfg, _) in CASES_2D.items():
             assert torch.equal(zq, torch.round(z)), (name, m)
             out[f"{{name}}/{{kind}}/{{m}}"] = (z.double() - z_ref).abs().max().item() / bound
 # batches past int32 indexing are split (limit lowered so that each image runs alone); one image past it is refused
-import pytest, walloc_cdl._fastencode_triton as ft
+import pytest, walloc_cdl.codec.fast.triton as ft
 codec, shape = _make(2, "rgb16x")
 x = torch.rand(shape) - 0.5
 with torch.no_grad():
@@ -304,7 +304,7 @@ with torch.no_grad():
     assert (split - whole).abs().max().item() <= encode_bound(codec, x, computations=2), "split batch"
     ft._INDEX_LIMIT = 1000
     with pytest.raises(ValueError, match="too large"):
-        fast_encode(codec, x, method="triton")
+        fast_encode(codec, x, method="triton_tile")
     ft._INDEX_LIMIT = 2 ** 31
 # every block size / warp option the GPU autotuner may pick (the interpreter runs one at a time)
 import triton
@@ -338,8 +338,9 @@ def test_triton_kernels_in_the_cpu_interpreter():
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     errors = json.loads(run.stdout.strip().splitlines()[-1])
-    from walloc_cdl._fastencode_triton import PASS_H_OPTIONS, PASS_W_OPTIONS
-    assert len(errors) == 2 * 2 * sum(cfg[6] for cfg, _ in CASES_2D.values()) + len(set(PASS_W_OPTIONS)) + len(set(PASS_H_OPTIONS))
+    from walloc_cdl.codec.fast.triton import PASS_H_OPTIONS, PASS_W_OPTIONS
+    assert len(errors) == 2 * len(TRITON_METHODS) * sum(cfg[6] for cfg, _ in CASES_2D.values()) + \
+        len(set(PASS_W_OPTIONS)) + len(set(PASS_H_OPTIONS))
     assert max(errors.values()) <= 1, errors   # each: max |error| / its float32 bound
 
 
@@ -373,7 +374,7 @@ def test_weights_cached_under_inference_mode_serve_autograd_later():
 @pytest.mark.parametrize("rows,blocks", [((28, 29), (4, 3)), ((0, 5), (0, 2)), ((3, 0), (2, 0))])
 def test_polyphase_rows_wraps_like_index_arithmetic(rows, blocks):
     """The in-buffer wrap of ``poly`` (whole rows, whole blocks) equals x[c, (r - top) mod H, (S(q - left) + p) mod W]."""
-    from walloc_cdl.fastencode import _polyphase_rows
+    from walloc_cdl.codec.fast.cpu import _polyphase_rows
     S, (B, C, H, W) = 8, (2, 3, 40, 48)
     u = torch.randint(0, 256, (B, C, H, W), dtype=torch.uint8)
     out = _polyphase_rows(u, S, rows, blocks, torch.float32)

@@ -1,4 +1,4 @@
-"""walloc_cdl.nets mirrors the diffusers modules walloc 1.2.1 builds: same keys, same outputs."""
+"""walloc_cdl.codec.nets mirrors the diffusers modules walloc 1.2.1 builds: same keys, same outputs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from walloc_cdl import nets
+from walloc_cdl.codec import nets
 
 # Configurations as walloc builds them (in_channels = C * 4**J = 192 for RGB, J=3; audio 2 * 2**J) plus
 # general ones (several blocks, other group counts, attention off, strided Oobleck).

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from walloc_cdl import Codec1D, codec_card, list_codecs, load_codec, state_dict_sha256
-from walloc_cdl.checkpoints import PRETRAINED_DIR
+from walloc_cdl.codec.checkpoints import PRETRAINED_DIR
 
 SHIPPED = ["rgb-16x", "rgb-4x", "gray-16x", "gray-4x", "stereo-20x", "stereo-5x"]
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from walloc_cdl import cli, load_codec
-from walloc_cdl.containers import encode_latent, save_latent
+from walloc_cdl.codec.containers import encode_latent, save_latent
 from walloc_cdl.preview import latent_mosaic, preview_latent
 from walloc_cdl.training.evaluate import audio_roundtrip, image_roundtrip, psnr_uint8
 

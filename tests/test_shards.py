@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from walloc_cdl import Codec2D
-from walloc_cdl.containers import decode_latent
+from walloc_cdl.codec.containers import decode_latent
 from walloc_cdl.data.shards import (INFO_NAME, ShardWriter, codec_block, count_samples, decode_sample, latent_sample,
                                     make_info, read_info, shard_paths, write_info)
 
@@ -108,7 +108,7 @@ def test_timm_reader_wds(tmp_path, codec):
     reader = ReaderWds(str(tmp_path), split="validation", input_key="latent.png;jpg", input_img_mode="")
     got = list(reader)
     assert len(reader) == 5 and [t for _, t in got] == [i % 4 for i in range(5)]
-    from walloc_cdl.containers import pil_to_latent
+    from walloc_cdl.codec.containers import pil_to_latent
 
     # timm hands back the PIL tiles; with the codec block's latent_dim they are the latents again
     assert torch.equal(pil_to_latent([got[2][0]], N=12, n_bits=8, C=got[2][0].getbands().__len__())[0], zs[2])

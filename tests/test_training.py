@@ -103,7 +103,7 @@ def test_cap_gains_rescues_loud_peaks_and_leaves_fitting_channels_alone():
     assert torch.all(ratio <= 1 + 1e-6) and torch.all(ratio > 0)
     with torch.no_grad():  # peaks now sit at the headroom, not in the flat tail of the Normal CDF
         y = codec.encoder[0](codec.wavelet_analysis(x, J=4))[..., 1:-1]
-    from walloc_cdl.bottleneck import companding_scale
+    from walloc_cdl.codec.bottleneck import companding_scale
     assert float(y.abs().amax()) == pytest.approx(2.5 * companding_scale(8), rel=1e-4)
     assert psnr(linear_reconstruction(codec, pca, loud), loud) > sat_psnr + 3
     # a headroom above every peak changes nothing

@@ -6,7 +6,7 @@ import pytest
 import pywt
 import torch
 
-from walloc_cdl.wavelets import (DWT1DForward, DWT1DInverse, DWT2DForward, DWT2DInverse, packet_analysis,
+from walloc_cdl.codec.wavelets import (DWT1DForward, DWT1DInverse, DWT2DForward, DWT2DInverse, packet_analysis,
                                  packet_synthesis)
 
 from floatbound import assert_within, sum_bound

@@ -11,10 +11,9 @@ The codec API is imported eagerly; the dataset and model layers (webdataset, tim
 """
 from importlib import import_module
 
-from .bottleneck import Round, ToNormal, ToUniform
-from .checkpoints import CheckpointError, codec_card, list_codecs, load_codec, save_codec, state_dict_sha256
-from .codec import Codec1D, Codec2D, build_codec
-from .containers import decode_latent, encode_latent, latent_to_pil, pil_to_latent
+from .codec import (CheckpointError, Codec1D, Codec2D, Round, ToNormal, ToUniform, build_codec, codec_card,
+                    decode_latent, encode_latent, latent_to_pil, list_codecs, load_codec, pil_to_latent, save_codec,
+                    state_dict_sha256)
 
 __version__ = "0.1.0"
 
@@ -22,7 +21,7 @@ _LAZY = {
     "create_latent_model": "walloc_cdl.models", "create_latent_audio_model": "walloc_cdl.models",
     "LatentDataset": "walloc_cdl.data", "make_loader": "walloc_cdl.data", "OnTheFlyEncoder": "walloc_cdl.data",
     "encode_dataset": "walloc_cdl.data", "EncodeOptions": "walloc_cdl.data", "open_source": "walloc_cdl.data",
-    "fast_encode": "walloc_cdl.fastencode",
+    "fast_encode": "walloc_cdl.codec.fast",
     "train_model": "walloc_cdl.training.train", "TrainConfig": "walloc_cdl.training.train",
     "load_latent_model": "walloc_cdl.training.train", "evaluate_model": "walloc_cdl.training.train",
     "predict_files": "walloc_cdl.training.predict",

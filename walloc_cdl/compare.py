@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .benchdata import BENCHMARKS, Benchmark, cache_dir, load_benchmark
+from .data.builtin import BENCHMARKS, Benchmark, cache_dir, load_benchmark
 from .training.train import CONFIG_NAME, TrainConfig, evaluate, load_latent_model, train_model
 
 
@@ -79,7 +79,7 @@ def make_variants(reductions: list[float], codecs: dict[float, Any], include_ful
 
 def variant_transform(v: Variant, channels: int, modality: str) -> nn.Module:
     """What the encode job writes for ``v``: the codec itself, or a pixel transform (data.transforms)."""
-    from .checkpoints import load_codec
+    from .codec.checkpoints import load_codec
     from .data.transforms import PixelTransform
 
     ndim = 2 if modality == "image" else 1
@@ -302,6 +302,7 @@ def load_user_data(spec: str, size: int | None, test_spec: str | None, test_frac
                    channels: int | None = None, clip: int | None = None) -> Benchmark:
     """An image/audio folder (or anything ``open_source`` reads), resized and centre-cropped to ``size``
     (audio: ``clip`` samples), as a :class:`Benchmark` whose variants the encode job then writes."""
+    from .codec.model import to_pixels
     from .data.encode import EncodeOptions, Preparer
     from .data.sources import Sample, open_source
 
@@ -321,7 +322,7 @@ def load_user_data(spec: str, size: int | None, test_spec: str | None, test_frac
                 continue
             x = prep(item, i)[0].x
             if kind == "image":
-                x = x if x.dtype == torch.uint8 else ((x + 0.5) * 255).round().clamp(0, 255).to(torch.uint8)
+                x = x if x.dtype == torch.uint8 else to_pixels(x)
             else:
                 n = clip or x.shape[-1]
                 x = torch.nn.functional.pad(x[:, :n], (0, max(0, n - x.shape[-1]))) * 2

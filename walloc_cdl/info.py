@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .checkpoints import codec_card, list_codecs, load_codec, state_dict_sha256
+from .codec.checkpoints import codec_card, list_codecs, load_codec, state_dict_sha256
 
 
 def describe(name_or_path: str) -> dict:

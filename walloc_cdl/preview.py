@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .codec import Codec1D, Codec2D
-from .containers import crop_back, decode_latent, encode_latent, pad_to_multiple
+from .codec.model import Codec1D, Codec2D
+from .codec.containers import crop_back, decode_latent, encode_latent, pad_to_multiple
 
 AUDIO_EXT = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 
@@ -60,7 +60,7 @@ def channel_scale(zc: np.ndarray) -> float:
 
 
 def _is_latent(data: bytes) -> bool:
-    from .containers import latent_info
+    from .codec.containers import latent_info
 
     try:
         latent_info(data)
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .checkpoints import load_codec
+    from .codec.checkpoints import load_codec
     from .data.sources import decode_audio, decode_image
 
     codec = load_codec(args.codec).eval()

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the input or the settings are wrong, not the program: one line, exit 2."""
-    from ..checkpoints import CheckpointError
+    from ..codec.checkpoints import CheckpointError
     from ..data.loader import NoShardsError
     from ..data.sources import SourceError
 

@@ -39,9 +39,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..containers import pad_to_multiple
+from ..codec.containers import pad_to_multiple
 from .shards import (INFO_NAME, ShardWriter, codec_block, latent_sample, make_info, pixel_sample, read_info,
-                     shard_name, write_info, write_json_atomic)
+                     write_info, write_json_atomic)
 from .sources import Sample, Skipped, Source, SourceError, audio_to_codec, image_to_float, match_channels
 
 
@@ -573,7 +573,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoints import load_codec
+    from ..codec.checkpoints import load_codec
     from .sources import open_source
 
     src_kwargs = {k: v for k, v in (("column", args.column), ("label_column", args.label_column)) if v}

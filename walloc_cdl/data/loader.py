@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..bottleneck import ToNormal, companding_scale, latent_max
+from ..codec.bottleneck import ToNormal, companding_scale, latent_max
 from .shards import INPUT_KEYS, decode_sample, read_info
 
 

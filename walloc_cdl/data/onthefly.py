@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..containers import pad_to_multiple
+from ..codec.model import to_codec_range
+from ..codec.containers import pad_to_multiple
 
 
 class OnTheFlyEncoder(nn.Module):
@@ -60,7 +61,7 @@ class OnTheFlyEncoder(nn.Module):
     def _unit(self, x: torch.Tensor) -> torch.Tensor:
         """-> float in [-0.5, 0.5] (uint8 as pixel/255); float input is mapped from value_range."""
         if x.dtype == torch.uint8:
-            return x.float() / 255 - 0.5
+            return to_codec_range(x)
         lo, hi = self.value_range
         if (lo, hi) == (-0.5, 0.5):
             return x

@@ -20,7 +20,7 @@ Other readers: plain ``webdataset.WebDataset`` (+ `decode_sample`), HF
 ``load_dataset("webdataset", data_files=...)`` (``latent.npy`` arrives as int8 nested lists, ``cls`` int,
 ``json`` dict) and timm's ``ReaderWds(root, split, input_key="latent.webp;latent.png;jpg",
 input_img_mode="")`` for image containers (timm decodes with PIL, so it hands back the tiles:
-`walloc_cdl.containers.pil_to_latent` turns them into latents; it cannot decode .npy).
+`walloc_cdl.codec.containers.pil_to_latent` turns them into latents; it cannot decode .npy).
 Latents are never stored as .pth (webdataset's .pth decoder unpickles).
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..containers import decode_latent, encode_latent
+from ..codec.containers import decode_latent, encode_latent
 
 INFO_NAME = "_info.json"
 CONTAINERS = {"npy": "latent.npy", "webp": "latent.webp", "png": "latent.png"}
@@ -178,7 +178,7 @@ def codec_block(codec: torch.nn.Module, name: str | None = None, container: str 
     ``encoder_sha256`` fingerprints the encoder alone: equal values mean equal latents, so a codec whose
     decoder was fine-tuned (``train-codec --freeze-encoder``) still matches shards made before.
     """
-    from ..checkpoints import state_dict_sha256
+    from ..codec.checkpoints import state_dict_sha256
 
     if getattr(codec, "stores_pixels", False):  # a baseline (data.transforms.PixelTransform): no weights
         fp = codec.fingerprint()

@@ -437,8 +437,8 @@ class TensorSource(Source):
     job's identity (and a comparison's cache) changes with the data.
     """
 
-    def __init__(self, x: "torch.Tensor", y: "torch.Tensor", classes: Sequence[str], kind: str = "image",
-                 name: str = "tensors", sample_rate: int | None = None):
+    def __init__(self, x: Any, y: Any, classes: Sequence[str], kind: str = "image", name: str = "tensors",
+                 sample_rate: int | None = None):
         import torch
 
         if len(x) != len(y):

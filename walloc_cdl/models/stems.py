@@ -84,7 +84,7 @@ def latent_spec(codec_or_spec: Any) -> LatentSpec:
         c = codec_or_spec
         return LatentSpec(int(c.latent_dim), int(c.J), int(getattr(c, "ndim", 2)), int(c.channels))
     if isinstance(codec_or_spec, (str, Path)):
-        from ..checkpoints import codec_card, list_codecs, load_codec
+        from ..codec.checkpoints import codec_card, list_codecs, load_codec
 
         name = str(codec_or_spec)
         cfg = codec_card(name)["config"] if name in list_codecs() else load_codec(name).config

@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
-from ..bottleneck import companding_scale
-from ..checkpoints import codec_card, list_codecs, load_codec, save_codec, state_dict_sha256
-from ..codec import build_codec
+from ..codec.bottleneck import companding_scale
+from ..codec.checkpoints import codec_card, list_codecs, load_codec, save_codec, state_dict_sha256
+from ..codec.model import build_codec
 from .batches import CropSampler, MixedSampler, SegmentSampler, load_items
 from .pca import (cap_gains, channel_peaks, init_linear_decoder, init_linear_encoder, init_post_filter,
                   linear_reconstruction, scale_latent_gain, wavelet_pca)

@@ -1,7 +1,7 @@
 """Held-out figures of a codec: PSNR, MS-SSIM, bits per pixel and compression ratio of real containers.
 
 Images go through the full path a user stores: pad to a multiple of 2^J (reflect), encode, round,
-write the latent as a lossless webp/png/tiff (``walloc_cdl.containers``), decode, crop back, round to
+write the latent as a lossless webp/png/tiff (``walloc_cdl.codec.containers``), decode, crop back, round to
 uint8.  bpp counts the container's bytes over the original pixels; CR = raw bytes (8 bits per channel
 per pixel) / container bytes.  Audio PSNR uses the codec's range (x in [-0.5, 0.5], i.e. [-1, 1] / 2)
 pooled over all clips of a set; CR is against 16-bit PCM.
@@ -18,8 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..codec import Codec1D, Codec2D
-from ..containers import crop_back, encode_latent, pad_to_multiple
+from ..codec.model import Codec1D, Codec2D
+from ..codec.containers import crop_back, encode_latent, pad_to_multiple
 
 FORMATS = ("webp", "png", "tiff")
 

@@ -23,8 +23,8 @@ from typing import Iterable
 
 import torch
 
-from ..bottleneck import companding_scale
-from ..codec import Codec1D, Codec2D
+from ..codec.bottleneck import companding_scale
+from ..codec.model import Codec1D, Codec2D
 
 
 @dataclass
@@ -229,7 +229,7 @@ def init_linear_decoder(codec: Codec1D, pca: WaveletPCA, snake_beta: float = 1e3
     zero, so training adds non-linear corrections to a codec that already works.  The component of the
     data mean outside the kept subspace is lost (conv2 has no bias); for audio that mean is ~0.
     """
-    from ..nets import OobleckDecoder
+    from ..codec.nets import OobleckDecoder
 
     dec = codec.decoder[1]
     if not isinstance(dec, OobleckDecoder) or len(dec.block) != 2:

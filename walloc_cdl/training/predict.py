@@ -26,7 +26,7 @@ from .train import DataError, load_latent_model, run_config
 
 def _transform(block: dict[str, Any], codec: Any) -> torch.nn.Module:
     """The run's codec (or baseline transform), refusing one whose encoder differs from the dataset's."""
-    from ..checkpoints import load_codec
+    from ..codec.checkpoints import load_codec
     from ..data.shards import codec_block
     from ..data.transforms import PixelTransform
 

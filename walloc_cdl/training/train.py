@@ -181,7 +181,7 @@ def check_codec(block: dict[str, Any], data: str | Path, codec: Any) -> None:
     """Refuse shards made by another codec than the one asked for (names both)."""
     if codec is None:
         return
-    from ..checkpoints import load_codec
+    from ..codec.checkpoints import load_codec
     from ..data.shards import codec_block
 
     want = codec_block(load_codec(codec) if isinstance(codec, (str, Path)) else codec, str(codec))

@@ -36,8 +36,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ..checkpoints import load_codec, save_codec
-from ..codec import Codec1D, Codec2D
+from ..codec.checkpoints import load_codec, save_codec
+from ..codec.model import Codec1D, Codec2D
 from ..schedule import warmup_cosine
 from .loop import load_optimizer_tensors, optimizer_tensors
 

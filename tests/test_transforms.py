@@ -1,11 +1,11 @@
-"""Equal-dimension baselines: sizes, and that the anti-alias filters actually remove aliasing."""
+"""data.transforms: equal-dimension baselines (sizes, anti-aliasing that works) and the encode job's pixel transforms."""
 import math
 
 import pytest
 import torch
 
-from walloc_cdl.baselines import (Downsample, downsample_images, downsampled_size, resample_audio, upsample_audio,
-                                  upsample_images)
+from walloc_cdl.data.transforms import (PixelTransform, downsample_images, downsampled_size, resample_audio,
+                                       upsample_audio, upsample_images)
 
 
 def test_image_sizes_and_dtypes():
@@ -45,7 +45,8 @@ def test_audio_resampling_keeps_passband_and_removes_aliases():
     assert abs(mid.pow(2).mean().sqrt().item() - 1 / math.sqrt(2)) < 0.02
     high = resample_audio(_tone(5000), r)[..., 200:-200]  # would alias to a loud tone without the filter
     assert high.abs().max() < 0.01
-    assert Downsample(5, ndim=1)(_tone(100)).shape[-1] == 44100 * 2 // 5
+    pcm = PixelTransform(2, 5, ndim=1).encode(_tone(100) / 2)     # the encode job's audio baseline: 16-bit PCM
+    assert pcm.dtype == torch.int16 and pcm.shape[-1] == 44100 * 2 // 5
     with pytest.raises(ValueError):
         resample_audio(_tone(100), 2.5)
 

@@ -21,7 +21,7 @@ def render_note(soundfont: str, program: int, pitch: int, velocity: int, pan: in
                 clip: int = CLIP) -> np.ndarray:
     """(2, clip) float32: one note of ``program`` starting at ``onset`` frames, released after ``length``
     (onset + length < clip)."""
-    from ..data.corpora import soundfont_synth
+    from ..corpora import soundfont_synth
 
     synth, sfid = soundfont_synth(str(soundfont))
     synth.program_select(0, sfid, 0, program)
@@ -41,7 +41,7 @@ def render_note(soundfont: str, program: int, pitch: int, velocity: int, pan: in
 def _build(n: int, soundfont: str, seed: int, clip: int) -> dict[str, np.ndarray]:
     from tqdm import tqdm
 
-    from ..data.corpora import FAMILIES
+    from ..corpora import FAMILIES
 
     fams = list(FAMILIES.values())
     rng = np.random.default_rng(seed)
@@ -62,7 +62,7 @@ def _build(n: int, soundfont: str, seed: int, clip: int) -> dict[str, np.ndarray
 
 def load(n_train: int = 2000, n_test: int = 500, clip: int = CLIP, seed: int = 0) -> Benchmark:
     """Train on FluidR3; test on fresh FluidR3 notes and on TimGM6mb.  Audio float16 (N, 2, clip) in [-1, 1]."""
-    from ..data.corpora import FAMILIES, FLUIDR3, TIMGM6MB
+    from ..corpora import FAMILIES, FLUIDR3, TIMGM6MB
 
     for sf, pkg in ((FLUIDR3, "fluid-soundfont-gm"), (TIMGM6MB, "timgm6mb-soundfont")):
         if not sf.exists():

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 BENCHMARKS: dict[str, str] = {
-    "fashion-mnist": "walloc_cdl.benchdata.fashion",
-    "words": "walloc_cdl.benchdata.words",
-    "instruments": "walloc_cdl.benchdata.instruments",
+    "fashion-mnist": "walloc_cdl.data.builtin.fashion",
+    "words": "walloc_cdl.data.builtin.words",
+    "instruments": "walloc_cdl.data.builtin.instruments",
 }
 
 

@@ -26,9 +26,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .codec import Codec1D, Codec2D, build_codec
+from .model import Codec1D, Codec2D, build_codec
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PRETRAINED_DIR = Path(__file__).parents[1] / "pretrained"
 CONFIG_KEYS = ("channels", "J", "Ne", "Nd", "latent_dim", "latent_bits", "lightweight_encode", "post_filter")
 
 

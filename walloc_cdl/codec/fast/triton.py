@@ -1,16 +1,14 @@
-"""Triton kernels for the 2D fast encode (methods ``"triton"`` and ``"triton_tile"`` of :mod:`walloc_cdl.fastencode`).
+"""Triton kernels for the 2D fast encode (method ``"triton_tile"`` of :mod:`walloc_cdl.codec.fast`).
 
 Pass W reads the raw batch (uint8 or float) with the periodic wrap done by index arithmetic, so
 nothing is padded or cast in memory; pass H reads pass W's float32 bands and applies the composite
 H filters and the 1×1 projection at once.  Both are small GEMM tiles on tensor cores with
 ``input_precision`` "tf32x3" (about float32 accuracy), "tf32" or "ieee".
 
-Two pass-W kernels: ``_pass_w`` (one padded row per program, each output's K taps gathered: the
-H100 profile put 810 of 1 120 µs here) and ``_pass_w_tile`` (a block of rows per program, one
-contiguous input span per block of outputs, multiplied by a fixed banded matrix: coalesced loads,
-~2× the multiply-adds, which tensor cores have to spare; on an H200 512 against 825 µs, so it is the
-default).  ``_pass_w_tile`` and ``_pass_h`` pick their block size and warps with ``triton.autotune`` at the
-first call of each size class (the hand-picked first option is the one the H200 timed).
+Pass W is tiled: a block of rows per program, one contiguous input span per block of outputs, multiplied
+by a fixed banded matrix (coalesced loads, about twice the multiply-adds, which tensor cores have to spare;
+it beat one-row-per-program gathering, now ``benchmarks/triton_untiled.py``, on an H200).  Both kernels
+pick their block size and warps with ``triton.autotune`` at the first call of each size class.
 """
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .fastencode import _compand_gain, banded_matrix
+from .plan import _compand_gain, banded_matrix
 
 _INDEX_LIMIT = 2 ** 31   # flat indices must stay below this (int32 arithmetic in the kernels)
 # Block sizes and warps are tuned on the GPU at the first call per (size class, shape constants, dtype): the
@@ -43,25 +41,6 @@ def _tuned(key: list[str], block: str, options: list[tuple[int, int]]):
 def _size_class(n: int) -> int:
     """Tuning bucket of a problem size (powers of two), so varied image sizes share a few tunings."""
     return int(n).bit_length()
-
-
-@triton.jit
-def _pass_w(x_ptr, w_ptr, b_ptr, y_ptr, H, W, Hp, n_out, lo, K,
-            S: tl.constexpr, KP: tl.constexpr, NB: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
-    row = tl.program_id(0)                     # (image·channel, padded row)
-    img = row // Hp
-    hp = row % Hp
-    h = ((hp + lo) % H + H) % H                # wrapped source row
-    k = tl.program_id(1) * BK + tl.arange(0, BK)
-    t = tl.arange(0, KP)
-    col = ((S * k[:, None] + lo + t[None, :]) % W + W) % W
-    m = (k[:, None] < n_out) & (t[None, :] < K)
-    a = tl.load(x_ptr + (img * H + h) * W + col, mask=m, other=0).to(tl.float32)
-    wt = tl.load(w_ptr + t[:, None] * NB + tl.arange(0, NB)[None, :])
-    acc = tl.dot(a, wt, input_precision=PREC) + tl.load(b_ptr + tl.arange(0, NB))[None, :]
-    band = tl.arange(0, NB)
-    out = y_ptr + ((img * S + band[None, :]) * Hp + hp) * n_out + k[:, None]
-    tl.store(out, acc, mask=(k[:, None] < n_out) & (band[None, :] < S))
 
 
 @_tuned(["size_class", "S", "BK", "NIN", "PREC"], "BR", PASS_W_OPTIONS)
@@ -152,8 +131,8 @@ def tile_weights(MW: torch.Tensor, S: int, scale: float) -> tuple[torch.Tensor, 
 def encode_2d_triton(x: torch.Tensor, weights: tuple, lo: int, K: int, L: int, S: int,
                      precision: str = "tf32x3", tile: tuple | None = None,
                      compand: tuple[float, float] | None = None) -> torch.Tensor:
-    """Latents before the bottleneck, (B, L, H/S, W/S) float32; ``weights`` from :func:`triton_weights`;
-    ``tile`` (from :func:`tile_weights`) selects the tiled pass W; ``compand`` = (scale, latent_max) applies
+    """Latents before the bottleneck, (B, L, H/S, W/S) float32; ``weights`` from :func:`triton_weights`
+    (pass H's), ``tile`` from :func:`tile_weights` (pass W's); ``compand`` = (scale, latent_max) applies
     the bottleneck's companding in pass H's epilogue (saves the separate elementwise kernels)."""
     wt, bw, p, bp = weights
     B, C, H, W = x.shape
@@ -167,21 +146,16 @@ def encode_2d_triton(x: torch.Tensor, weights: tuple, lo: int, K: int, L: int, S
         n = (_INDEX_LIMIT - 1) // per_image
         return torch.cat([encode_2d_triton(x[i:i + n], weights, lo, K, L, S, precision, tile, compand)
                           for i in range(0, B, n)])
-    KP, NB = wt.shape
+    KP = wt.shape[0]
     LP = bp.shape[0]
     dev = x.device
     x = x.contiguous()
     y = torch.empty(B * C, S, Hp, w, dtype=torch.float32, device=dev)
-    if tile is None:
-        BK = 32
-        _pass_w[(B * C * Hp, triton.cdiv(w, BK))](x, wt, bw, y, H, W, Hp, w, lo, K,
-                                                   S=S, KP=KP, NB=NB, BK=BK, PREC=precision)
-    else:
-        A, bA = tile
-        BK, NIN = tile_shape(S, K)
-        R = B * C * Hp
-        _pass_w_tile[lambda meta: (triton.cdiv(R, meta["BR"]), triton.cdiv(w, BK))](
-            x, A, bA, y, R, H, W, Hp, w, lo, _size_class(R * w), S=S, BK=BK, NIN=NIN, CH=min(NIN, 64), PREC=precision)
+    A, bA = tile
+    BK, NIN = tile_shape(S, K)
+    R = B * C * Hp
+    _pass_w_tile[lambda meta: (triton.cdiv(R, meta["BR"]), triton.cdiv(w, BK))](
+        x, A, bA, y, R, H, W, Hp, w, lo, _size_class(R * w), S=S, BK=BK, NIN=NIN, CH=min(NIN, 64), PREC=precision)
     z = torch.empty(B, L, h, w, dtype=torch.float32, device=dev)
     inv, lm = (_compand_gain(compand), compand[1]) if compand else (1.0, 1.0)
     _pass_h[lambda meta: (B, triton.cdiv(h * w, meta["BM"]))](

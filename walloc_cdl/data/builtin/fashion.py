@@ -25,7 +25,7 @@ def _subset(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 
 def load(n_train: int | None = 10000, n_test: int | None = 2000, seed: int = 0, root: str | None = None) -> Benchmark:
     """Fashion-MNIST train/test subsets (``None`` = all 60k / 10k), as uint8 (N, 1, 32, 32)."""
-    from ..data.sources import FASHION_MNIST_DIR, load_fashion_mnist
+    from ..sources import FASHION_MNIST_DIR, load_fashion_mnist
 
     root = root or FASHION_MNIST_DIR
     splits = {}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from walloc_cdl.benchdata import BENCHMARKS, load_benchmark
+from walloc_cdl.data.builtin import BENCHMARKS, load_benchmark
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def test_fashion_mnist_subset():
 
 
 def test_words_split_by_font_and_photo():
-    from walloc_cdl.benchdata import words
+    from walloc_cdl.data.builtin import words
     from walloc_cdl.data import corpora
 
     if not Path("/usr/share/dict/words").exists() or corpora.missing_photo_packages():
@@ -44,7 +44,7 @@ def test_words_split_by_font_and_photo():
 
 
 def test_words_font_size_scales_with_the_crop():
-    from walloc_cdl.benchdata.words import scaled_font_px
+    from walloc_cdl.data.builtin.words import scaled_font_px
 
     assert scaled_font_px((12, 18), 256) == (12, 18)
     assert scaled_font_px((24, 36), 128) == (12, 18)  # the CPU suite: the GPU set's text on smaller crops
@@ -52,7 +52,7 @@ def test_words_font_size_scales_with_the_crop():
 
 
 def test_word_is_drawn_where_it_contrasts():
-    from walloc_cdl.benchdata import words
+    from walloc_cdl.data.builtin import words
 
     try:
         font = words.fonts("train")[0]

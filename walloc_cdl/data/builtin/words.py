@@ -9,7 +9,7 @@ photos), so a model must read the letters rather than memorise glyph bitmaps or 
 
 It is constructed, not collected: it stands in for tasks where the label lives in fine detail (text,
 small defects, thin structures) that resolution reduction erases.  Generated deterministically from its
-parameters and cached (:func:`walloc_cdl.benchdata.cached`).
+parameters and cached (:func:`walloc_cdl.data.builtin.cached`).
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def _build(n: int, split: str, words: list[str], size: int, font_px: tuple[int, 
 
     from tqdm import tqdm
 
-    from ..data import corpora
+    from .. import corpora
 
     scale = size / 256
     side = max(size, round(PHOTO_SIDE * scale))
@@ -147,7 +147,7 @@ def export_assets(out: str | Path, n_classes: int = 50) -> Path:
     ``out``, to carry to a machine without the Debian packages; point ``$WALLOC_CDL_WORDS_ASSETS`` at it."""
     import shutil
 
-    from ..data import corpora
+    from .. import corpora
 
     out = Path(out)
     for split in ("train", "test"):

@@ -22,9 +22,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .bottleneck import Round, ToNormal, ToUniform, companding_scale, latent_max
-from .fastencode import fast_encode
+from .fast import fast_encode
 from .nets import KLDecoder, KLEncoder, OobleckDecoder, OobleckEncoder
 from .wavelets import DWT1DForward, DWT1DInverse, DWT2DForward, DWT2DInverse
+
+
+def to_codec_range(x: torch.Tensor) -> torch.Tensor:
+    """The codecs' input convention, in one place: uint8 pixels p -> p/255 - 0.5 (float in [-0.5, 0.5]);
+    float input is taken to be in that range already."""
+    return x.float() / 255 - 0.5 if x.dtype == torch.uint8 else x
+
+
+def to_pixels(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`to_codec_range` for images: [-0.5, 0.5] -> uint8 pixels (rounded, clamped)."""
+    return ((x.float() + 0.5) * 255).round().clamp(0, 255).to(torch.uint8)
 
 
 class _WaLLoC(nn.Module):
@@ -88,8 +99,8 @@ class _WaLLoC(nn.Module):
         """Latents of ``x`` (values in [-0.5, 0.5]): integers if ``quantize`` else the companded reals.
 
         Unlike ``encoder[2]`` this rounds in training mode too, so it is what a dataset stores.
-        Spatial sizes must be multiples of 2^J (see :func:`walloc_cdl.containers.pad_to_multiple`).
-        uint8 input means ``x/255 - 0.5``.  Runs the folded fast path (:mod:`walloc_cdl.fastencode`);
+        Spatial sizes must be multiples of 2^J (see :func:`walloc_cdl.codec.containers.pad_to_multiple`).
+        uint8 input means ``x/255 - 0.5``.  Runs the folded fast path (:mod:`walloc_cdl.codec.fast`);
         ``encoder[0:2](wavelet_analysis(x))`` stays the reference it is tested against.
         """
         self._check_input(x)
@@ -113,7 +124,7 @@ class _WaLLoC(nn.Module):
         if bad:
             raise ValueError(
                 f"spatial size {tuple(x.shape[2:])} is not a multiple of 2^J = {m}; pad it first "
-                "(walloc_cdl.containers.pad_to_multiple) and crop the reconstruction back"
+                "(walloc_cdl.codec.containers.pad_to_multiple) and crop the reconstruction back"
             )
 
 
