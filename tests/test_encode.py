@@ -232,20 +232,23 @@ def test_cli_splits_containers_and_existing_output(tmp_path, codecs, idx_files, 
     out = tmp_path / "out"
     base = [str(images), str(out), "--codec", str(codecs["paths"]["gray"]), "--workers", "2", "--no-progress",
             "--shard-size", "50", "--container", "webp"]
-    assert cli(["encode", *base, "--limit", "60"]) == 0
+    for n in (30, 40, 60):   # what the options do not carry goes in --config
+        (tmp_path / f"limit{n}.yaml").write_text(f"limit: {n}\nbatch_size: 16\n")
+    lim = {n: ["--config", str(tmp_path / f"limit{n}.yaml")] for n in (30, 40, 60)}
+    assert cli(["encode", *base, *lim[60]]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["samples"] == 60 and report["shards"] == 2
     first = _digests(out)
-    assert cli(["encode", *base, "--limit", "60"]) == 2       # one line on stderr, no traceback
+    assert cli(["encode", *base, *lim[60]]) == 2       # one line on stderr, no traceback
     assert "pass --resume" in capsys.readouterr().err
-    assert cli(["encode", *base, "--limit", "60", "--resume"]) == 0  # already done: nothing changes
+    assert cli(["encode", *base, *lim[60], "--resume"]) == 0  # already done: nothing changes
     assert _digests(out) == first
-    assert cli(["encode", *base, "--split", "test", "--limit", "30", "--container", "webp"]) == 0
+    assert cli(["encode", *base, "--split", "test", *lim[30], "--container", "webp"]) == 0
     info = read_info(out)
     assert sorted(info["splits"]) == ["test", "train"] and info["splits"]["train"]["num_samples"] == 60
     with tarfile.open(out / "test-000000.tar") as tf:
         assert any(n.endswith(".latent.webp") for n in tf.getnames())
-    assert cli(["encode", *base, "--limit", "40", "--overwrite"]) == 0
+    assert cli(["encode", *base, *lim[40], "--overwrite"]) == 0
     assert read_info(out)["splits"]["train"]["num_samples"] == 40 and not (out / "train-000001.tar").exists()
     torch.manual_seed(1)
     other = Codec2D(channels=1, J=2, Ne=None, Nd=32, latent_dim=4, latent_bits=8, lightweight_encode=True)

@@ -44,7 +44,10 @@ def test_info_describes_an_official_checkpoint(tmp_path):
     path = save_codec(Codec2D(3, 2, None, 32, 12, 8, True), tmp_path / "c", official=True)
     out = subprocess.run([sys.executable, "-m", "walloc_cdl.cli", "info", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert '"dimensionality_reduction": 4.0' in out.stdout and '"weights_sha256"' in out.stdout
+    assert "4.0x fewer values" in out.stdout and "encoder sha256" in out.stdout and len(out.stdout.splitlines()) <= 8
+    full = subprocess.run([sys.executable, "-m", "walloc_cdl.cli", "info", str(path), "--json"], capture_output=True,
+                          text=True)
+    assert '"dimensionality_reduction": 4.0' in full.stdout and '"weights_sha256"' in full.stdout
 
 
 def test_lazy_exports_resolve_and_stay_lazy():

@@ -20,10 +20,7 @@ cannot be read is reported with its name and skipped; the exit status is then 1.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -191,19 +188,10 @@ def _latent_axes(ax: Any, z: torch.Tensor, codec: Codec1D | Codec2D) -> None:
 
 
 # -- CLI --------------------------------------------------------------------------------------------
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.description = ("Write a picture of what a codec does to each input: input, reconstruction (PSNR, bpp, "
-                     "compression ratio) and the latent channels. Inputs: images (any channel count the codec "
-                     "takes), audio files, or stored latents (save_latent / shard members).")
-    p.add_argument("inputs", nargs="+", help="image, audio or latent files")
-    p.add_argument("--codec", required=True, help="shipped name, .safetensors, or official .pth (+ .json)")
-    p.add_argument("--out", default="runs/preview", help="folder for the PNGs")
-    p.add_argument("--max-side", type=int, default=1024, help="images: shrink the longer side to this first (0: never)")
-    p.add_argument("--seconds", type=float, default=10.0, help="audio: preview the first N seconds (0: all)")
-    p.add_argument("--sample-rate", type=int, default=44100, help="audio: resample to the codec's rate")
-
-
-def run(args: argparse.Namespace) -> int:
+def preview_files(codec_name: str, inputs: list[str | Path], out: str | Path = "runs/preview", max_side: int | None = 1024,
+                  seconds: float | None = 10.0, sample_rate: int = 44100) -> list[dict]:
+    """One PNG per input under ``out`` and one record each (figures and the picture's path); a file that
+    cannot be read gets a record with ``error`` and does not stop the others."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -212,11 +200,11 @@ def run(args: argparse.Namespace) -> int:
     from .codec.checkpoints import load_codec
     from .data.sources import decode_audio, decode_image
 
-    codec = load_codec(args.codec).eval()
-    out = Path(args.out)
+    codec = load_codec(codec_name).eval()
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    failed, taken = 0, set()
-    for name in args.inputs:
+    records, taken = [], set()
+    for name in inputs:
         path = Path(name)
         try:
             if not path.is_file():
@@ -226,15 +214,14 @@ def run(args: argparse.Namespace) -> int:
                 figs, fig = preview_latent(codec, decode_latent(data))
             elif isinstance(codec, Codec1D):
                 if path.suffix.lower() not in AUDIO_EXT:
-                    raise ValueError(f"{args.codec} is an audio codec; give audio ({', '.join(AUDIO_EXT)})")
+                    raise ValueError(f"{codec_name} is an audio codec; give audio ({', '.join(AUDIO_EXT)})")
                 a, meta = decode_audio(data)
-                figs, fig = preview_audio(codec, a, meta["sample_rate"], args.sample_rate, args.seconds or None)
+                figs, fig = preview_audio(codec, a, meta["sample_rate"], sample_rate, seconds or None)
             else:
                 a, _ = decode_image(data, name=path.name)
-                figs, fig = preview_image(codec, a, args.max_side or None)
+                figs, fig = preview_image(codec, a, max_side or None)
         except Exception as e:  # one bad file does not stop the others
-            failed += 1
-            print(f"{path}: skipped ({type(e).__name__}: {e})", file=sys.stderr)
+            records.append({"input": str(path), "error": f"{type(e).__name__}: {e}"})
             continue
         stem, k = path.stem, 1
         while stem in taken:  # a/x.jpg and b/x.png: both pictures kept
@@ -244,5 +231,5 @@ def run(args: argparse.Namespace) -> int:
         target = out / f"{stem}.png"
         fig.savefig(target)
         plt.close(fig)
-        print(json.dumps({"input": str(path), "codec": args.codec, **figs, "preview": str(target)}))
-    return 1 if failed else 0
+        records.append({"input": str(path), "codec": codec_name, **figs, "preview": str(target)})
+    return records

@@ -12,13 +12,13 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("walloc_cdl.info", "describe a codec (shipped name, .pth or .safetensors) or list shipped codecs"),
-    "encode": ("walloc_cdl.data.encode", "pre-encode images/audio (folders, idx, HF datasets, tars) into latent "
+    "info": ("walloc_cdl.cli.info", "describe a codec (shipped name, .pth or .safetensors) or list shipped codecs"),
+    "encode": ("walloc_cdl.cli.encode", "pre-encode images/audio (folders, idx, HF datasets, tars) into latent "
                                          "WebDataset shards"),
     "train-codec": ("walloc_cdl.training.cli", "train a WaLLoC codec on images or audio from a closed-form PCA start"),
-    "preview": ("walloc_cdl.preview", "picture an input, its reconstruction (PSNR, bpp) and its latent channels; "
+    "preview": ("walloc_cdl.cli.preview", "picture an input, its reconstruction (PSNR, bpp) and its latent channels; "
                                       "images, audio or stored latents"),
-    "compare": ("walloc_cdl.compare", "train one model on WaLLoC latents vs equal-dimension downsampling vs full "
+    "compare": ("walloc_cdl.cli.compare", "train one model on WaLLoC latents vs equal-dimension downsampling vs full "
                                       "resolution; print and save the table and plot"),
     "train": ("walloc_cdl.cli.train", "train a classifier on an encoded dataset (streamed); --resume continues a run"),
     "evaluate": ("walloc_cdl.cli.evaluate", "score a trained run on a split of an encoded dataset (one JSON line)"),

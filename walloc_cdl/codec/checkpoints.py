@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..files import atomic_path
 from .model import Codec1D, Codec2D, build_codec
 
 PRETRAINED_DIR = Path(__file__).parents[1] / "pretrained"
@@ -209,16 +210,42 @@ def save_codec(codec: Codec1D | Codec2D, path: str | Path, metadata: dict[str, A
         state = {k: v.half() if (k.startswith("decoder.") and v.is_floating_point()) else v for k, v in state.items()}
     if official:
         path = path.with_suffix(".pth")
-        torch.save({"model_state_dict": state}, path)
-        path.with_suffix(".json").write_text(json.dumps(cfg, indent=4))
+        with atomic_path(path) as tmp:
+            torch.save({"model_state_dict": state}, tmp)
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(cfg, indent=4))
         return path
     path = path.with_suffix(".safetensors")
     meta = {"format": "walloc-cdl", "config": json.dumps(cfg)}
-    save_file(state, str(path), metadata=meta)
-    # safetensors >= 0.7 creates the file 0600; a codec is made to be shared, so honour the umask instead
-    mask = os.umask(0)
-    os.umask(mask)
-    path.chmod(0o666 & ~mask)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+        # safetensors >= 0.7 creates the file 0600; a codec is made to be shared, so honour the umask instead
+        mask = os.umask(0)
+        os.umask(mask)
+        tmp.chmod(0o666 & ~mask)
     card = {"config": cfg, **(metadata or {})}
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2))
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(card, indent=2))
     return path
+
+
+def describe(name_or_path: str) -> dict[str, Any]:
+    """A JSON-able summary of a codec: config, shapes, parameter counts and, if shipped, its card."""
+    codec = load_codec(name_or_path)
+    n_enc = sum(p.numel() for p in codec.encoder.parameters())
+    n_dec = sum(p.numel() for p in codec.decoder.parameters())
+    out = {
+        "codec": str(name_or_path),
+        "kind": type(codec).__name__,
+        "config": codec.config,
+        "downsampling_per_side": codec.downsampling,
+        "dimensionality_reduction": codec.dimensionality_reduction,
+        "encoder_params": n_enc,
+        "decoder_params": n_dec,
+        "weights_sha256": state_dict_sha256(codec),
+        "encoder_sha256": state_dict_sha256(codec.encoder),  # equal = equal latents
+    }
+    if str(name_or_path) in list_codecs():
+        card = codec_card(str(name_or_path))
+        out["card"] = {k: v for k, v in card.items() if k != "config"}
+    return out

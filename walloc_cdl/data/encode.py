@@ -24,12 +24,10 @@ timings, so it is byte-identical too; the report carries throughput and size on 
 """
 from __future__ import annotations
 
-import argparse
 import bisect
 import dataclasses
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -520,83 +518,3 @@ def _merge(root: Path, source: Source, block: dict[str, Any], o: EncodeOptions, 
     }
     write_json_atomic(root / f"_report_{o.split}.json", report)
     return report
-
-
-# -- CLI --------------------------------------------------------------------------------------------
-
-def _size(text: str) -> tuple[int, int]:
-    h, _, w = text.lower().partition("x")
-    return (int(h), int(w or h))
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="image folder (class subfolders = labels), audio folder, idx(.gz) file, "
-                                 "WebDataset .tar (or folder / brace pattern of them), saved HF dataset or "
-                                 "local .parquet/.arrow/.json/.csv files")
-    p.add_argument("output", help="dataset folder: shards, _info.json, _report_SPLIT.json")
-    p.add_argument("--codec", required=True, help="shipped codec name or .safetensors/.pth path")
-    p.add_argument("--split", default="train", help="split name in _info.json (encode splits one by one)")
-    p.add_argument("--kind", choices=["image", "audio"], help="force the input kind of a folder")
-    p.add_argument("--column", help="HF dataset: image/audio column (default: the first Image/Audio feature)")
-    p.add_argument("--label-column", help="HF dataset: label column (default: a ClassLabel or 'label')")
-    p.add_argument("--container", default="npy", choices=["npy", "webp", "png"],
-                   help="latent container: raw int8/int16 .npy, or lossless image tiles")
-    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
-    p.add_argument("--batch-size", type=int, default=32, help="inputs per codec.encode call")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (torchrun: cuda -> cuda:LOCAL_RANK)")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
-    g = p.add_argument_group("images")
-    g.add_argument("--resize", type=int, help="resize the shorter side to this many pixels")
-    g.add_argument("--crop", default="none", choices=["none", "center", "random"])
-    g.add_argument("--crop-size", type=_size, help="crop H or HxW (default: --resize)")
-    g.add_argument("--views", type=int, default=1, help="random crops per image (with --crop random)")
-    g.add_argument("--seed", type=int, default=0, help="seed of random crops (per item, so ranks/resume agree)")
-    g.add_argument("--pad-mode", default="reflect", choices=["reflect", "replicate", "constant"],
-                   help="padding of sizes that are not multiples of 2^J")
-    a = p.add_argument_group("audio")
-    a.add_argument("--sample-rate", type=int, help="resample to this rate (Hz)")
-    a.add_argument("--segment", type=float, help="cut clips into segments of this many seconds")
-    a.add_argument("--hop", type=float, help="seconds between segment starts (default: --segment)")
-    a.add_argument("--min-segment", type=float, default=0.5, help="keep a last partial segment of at least this "
-                                                                   "fraction (zero-padded)")
-    a.add_argument("--mix", default="auto", choices=["auto", "first", "error"],
-                   help="channel mismatch: auto (average to mono / repeat mono), first channels, or error")
-    a.add_argument("--normalize", default="none", choices=["none", "peak"],
-                   help="peak: remove the mean and scale to peak 1 per clip (walloc's examples)")
-    r = p.add_argument_group("run")
-    r.add_argument("--limit", type=int, help="only the first N items")
-    r.add_argument("--resume", action="store_true", help="continue a killed job from its last complete shard")
-    r.add_argument("--overwrite", action="store_true", help="replace this split if the output already has it")
-    r.add_argument("--new-classes", action="store_true",
-                   help="let this split add class names that the dataset's class table (from earlier splits) lacks")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..codec.checkpoints import load_codec
-    from .sources import open_source
-
-    src_kwargs = {k: v for k, v in (("column", args.column), ("label_column", args.label_column)) if v}
-    source = open_source(args.input, kind=args.kind, **src_kwargs)
-    codec = load_codec(args.codec)
-    opts = EncodeOptions(split=args.split, container=args.container, shard_size=args.shard_size,
-                         resize=args.resize, crop=args.crop, crop_size=args.crop_size, views=args.views,
-                         seed=args.seed, pad_mode=args.pad_mode, sample_rate=args.sample_rate, segment=args.segment,
-                         hop=args.hop, min_segment=args.min_segment, mix=args.mix, normalize=args.normalize,
-                         limit=args.limit, batch_size=args.batch_size, device=args.device, workers=args.workers,
-                         resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-                         new_classes=args.new_classes)
-    if source.kind == "image" and opts.resize:
-        source.draft = (opts.resize, opts.resize)
-    is_file = Path(args.codec).exists()
-    name = Path(args.codec).stem if is_file else args.codec
-    report = encode_dataset(source, args.output, codec, name, opts, str(Path(args.codec).resolve()) if is_file else None)
-    if dist_env()[0] == 0:
-        short = {k: v for k, v in report.items() if k != "skipped"}
-        short["skipped"] = len(report["skipped"])
-        print(json.dumps(short, indent=1))
-        for s in report["skipped"][:20]:
-            print(f"skipped {s['source']}: {s['reason']}", file=sys.stderr)
-        if len(report["skipped"]) > 20:
-            print(f"... {len(report['skipped']) - 20} more in {args.output}/_report_{args.split}.json", file=sys.stderr)
-    return 0

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..codec.containers import decode_latent, encode_latent
+from ..files import atomic_path
 
 INFO_NAME = "_info.json"
 CONTAINERS = {"npy": "latent.npy", "webp": "latent.webp", "png": "latent.png"}
@@ -166,10 +167,8 @@ class ShardWriter:
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write JSON to `path` via a temporary file and a rename (readers never see half a file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode() + b"\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode() + b"\n")
 
 
 def codec_block(codec: torch.nn.Module, name: str | None = None, container: str = "npy") -> dict[str, Any]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -26,6 +25,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from ..files import atomic_path
 
 
 # -- optimizer state as named tensors (safetensors can store them; the codec trainer uses them too) --
@@ -117,13 +118,8 @@ def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], optimize
         pairs = named_params() if named_params else modules["model"].named_parameters()
         for k, v in optimizer_tensors(pairs, optimizer).items():
             tensors[f"optim/{k}"] = v
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(dict(state)), "rng": json.dumps(rngs)})
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(dict(state)), "rng": json.dumps(rngs)})
 
 
 def load_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer | None,

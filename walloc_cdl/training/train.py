@@ -37,6 +37,8 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import read_config_file, take
+from ..files import atomic_path
 from ..data.loader import LatentDataset, make_loader
 from ..data.shards import read_info, write_json_atomic
 from ..models.classifier import LatentClassifier, build_classifier
@@ -91,35 +93,9 @@ class TrainConfig:
 
 def config_from(overrides: dict[str, Any] | None = None, file: str | Path | None = None) -> TrainConfig:
     """A :class:`TrainConfig` from a YAML/JSON file, then ``overrides`` (None values ignored)."""
-    values: dict[str, Any] = {}
-    if file:
-        values.update(read_config_file(file))
+    values: dict[str, Any] = dict(read_config_file(file)) if file else {}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise DataError(f"{file or 'settings'}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return TrainConfig(**values)
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A mapping from a .yaml/.yml or .json file (one clear error if it is neither)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such config file")
-    text = p.read_text()
-    try:
-        if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            out = yaml.safe_load(text)
-        else:
-            out = json.loads(text)
-    except Exception as e:
-        raise DataError(f"{p}: not valid {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'} ({e})") from None
-    if not isinstance(out, dict):
-        raise DataError(f"{p}: expected a mapping of settings, got {type(out).__name__}")
-    return out
+    return take(values, TrainConfig, str(file or "settings"))
 
 
 # -- distributed ------------------------------------------------------------------------------------
@@ -448,9 +424,8 @@ def train_model(data: str | Path, model: str | None = None, out: str | Path = "r
         state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_n=0, samples=0, seconds=0.0)
         save()
         if rank == 0:  # rewritten from the checkpoint's history: a resumed run never repeats or loses a line
-            tmp = out / f".{METRICS_NAME}.tmp"
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in state["history"]))
-            tmp.replace(out / METRICS_NAME)
+            with atomic_path(out / METRICS_NAME) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in state["history"]))
             if progress:
                 _log(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                         for k, v in record.items() if k != "epoch"))
@@ -459,9 +434,8 @@ def train_model(data: str | Path, model: str | None = None, out: str | Path = "r
     if rank == 0:
         from safetensors.torch import save_file
 
-        tmp = out / f".{MODEL_NAME}.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in final.state_dict().items()}, str(tmp))
-        tmp.replace(out / MODEL_NAME)
+        with atomic_path(out / MODEL_NAME) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in final.state_dict().items()}, str(tmp))
         write_json_atomic(out / CONFIG_NAME, {**run_spec, "status": "done", "final": state["history"][-1]})
     if world > 1 and dist.is_initialized():
         dist.barrier()

@@ -24,6 +24,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ...files import atomic_path
+
 BENCHMARKS: dict[str, str] = {
     "fashion-mnist": "walloc_cdl.data.builtin.fashion",
     "words": "walloc_cdl.data.builtin.words",
@@ -63,10 +65,8 @@ def cached(name: str, params: dict[str, Any], build: Callable[[], dict[str, np.n
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
     arrays = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
     return arrays
 
 
