@@ -143,6 +143,22 @@ def state_dict_sha256(codec: torch.nn.Module) -> str:
 
 
 # -- public entry points ----------------------------------------------------------------------------
+def read_config(name_or_path: str | Path) -> dict[str, Any]:
+    """A codec's config without building it: a shipped card's, a .safetensors header's, or the JSON (or the
+    embedded config) of an official .pth."""
+    path, name = Path(name_or_path), str(name_or_path)
+    if not path.exists() and name in list_codecs():
+        return dict(codec_card(name)["config"])
+    if path.suffix == ".safetensors" and path.exists():
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "config" in meta:
+            return _config_from(json.loads(meta["config"]))
+    if path.with_suffix(".json").exists():
+        return _read_config_file(path.with_suffix(".json"))
+    return dict(load_codec(name_or_path).config)
+
+
 def load_codec(name_or_path: str | Path, config: dict[str, Any] | str | Path | None = None,
                device: str | torch.device = "cpu") -> Codec1D | Codec2D:
     """A codec in eval mode from a shipped name, an official ``.pth`` (+ ``.json``) or our ``.safetensors``.

@@ -206,8 +206,8 @@ class LatentInfo:
 
 
 def _plan(shape: tuple[int, ...], fmt: str, n_bits: int, pixel_channels: int | None) -> LatentInfo:
-    """Choose the tiling: fewest padded channels, ties to more latent channels per pixel (on
-    16- and 36-channel latents that gave 1-7% smaller files in all three formats). 1D latents
+    """Choose the tiling: fewest padded channels, ties to more latent channels per pixel (smaller files
+    in all three formats where measured). 1D latents
     (C, T) become one-row tiles, folded into rows of at most WEBP_MAX_DIM / n samples so the
     image stays within WebP's limit; the header's shape lets decoding drop the fold's padding."""
     C = shape[0]

@@ -20,15 +20,15 @@ Four ways to graft (``stem=``), all measured in ``benchmarks/downstream.py --ste
   the stem's other strides become 1.  The stem's output then has the pixel model's grid and width, so
   every stage runs exactly as in the pixel model (and as for pixels downsampled to stride s_stem).  It
   costs about what the pixel model costs after its stem; it buys spatial positions for the early stages,
-  which detail-sensitive tasks need (words benchmark, CPU, 180 000 samples, 3 seeds: 54.7 % against
-  48.5 % for ``"keep"`` at 0.65× its throughput).  Where 2^J <= s_stem it is ``"keep"``.
+  which detail-sensitive tasks need (on the words benchmark it beat ``"keep"`` at a lower throughput:
+  RESULTS.md).  Where 2^J <= s_stem it is ``"keep"``.
 * ``"synth"``: a learned linear synthesis back to the pixel grid: a 3×3 conv from ``latent_dim`` to
   ``pixel_chans``·4^J channels and a pixel shuffle by 2^J, in front of the *unchanged* pixel model.  The
   whole pixel model runs at full resolution, so it costs what the pixel model costs: what it buys is the
   latents' storage and I/O (r× smaller batches on the host) with the pixel model's depth and grid.
-  It tells how much of what a full-resolution model reads the latents still hold (words, CPU, 180 000
-  samples, seed 0: 49.0 % at 16× and 77.6 % at 4×, as ``"keep"``'s 48.5 % and 78.7 % with |z|, against
-  97.4 % on pixels: the whole pixel network does no better on the latents, so the gap is not the stem's), and it is the one stem under which a pretrained pixel model keeps all its weights.
+  It tells how much of what a full-resolution model reads the latents still hold (on words it read no
+  more than ``"keep"``: RESULTS.md), and it is the one stem under which a pretrained pixel model keeps all
+  its weights.
   Convolutional families only (ViTs derive their token grid from the input size).
 
 ViT/DeiT use a patch embedding of ``patch_size / 2^J`` on the H/2^J grid: same token grid, same
@@ -37,9 +37,9 @@ transformer.
 ``magnitude=True`` feeds |z| beside z to the first layer (a :class:`Magnitude` module in front of it, which
 doubles its input channels).  A packet coefficient's sign follows the phase of the detail inside its band,
 so the same edge shifted by a pixel can flip it; |z| is a shift-robust energy cue.  On audio latents it is
-the default (+6 to +7 points on the instrument benchmark); on images it is off by default and measured in
-RESULTS.md (words benchmark).  ``img_size`` in ``timm_kwargs`` always means the *pixel* size, so pixel and latent models
-are created with the same arguments.
+the default (it helped on the instrument benchmark); on images it is off by default (RESULTS.md).
+``img_size`` in ``timm_kwargs`` always means the *pixel* size, so pixel and latent models are created with
+the same arguments.
 
 Usage::
 
@@ -84,11 +84,9 @@ def latent_spec(codec_or_spec: Any) -> LatentSpec:
         c = codec_or_spec
         return LatentSpec(int(c.latent_dim), int(c.J), int(getattr(c, "ndim", 2)), int(c.channels))
     if isinstance(codec_or_spec, (str, Path)):
-        from ..codec.checkpoints import codec_card, list_codecs, load_codec
+        from ..codec.checkpoints import read_config
 
-        name = str(codec_or_spec)
-        cfg = codec_card(name)["config"] if name in list_codecs() else load_codec(name).config
-        return latent_spec(cfg)
+        return latent_spec(read_config(codec_or_spec))
     if isinstance(codec_or_spec, dict):
         d = codec_or_spec
         missing = [k for k in ("latent_dim", "J") if k not in d]

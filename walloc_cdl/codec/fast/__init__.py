@@ -76,10 +76,8 @@ def _conv_autotune(device: torch.device):
 def default_method(device: torch.device) -> str:
     """The 2D formulation measured fastest at float32 accuracy (benchmarks/RESULTS.md, encode throughput).
 
-    CPU: ``poly`` (channels-last oneDNN convs; 2 threads, RGB 16x: about 1.5x ``sep``, no slower for the
-    other shapes measured).  CUDA: ``triton_tile`` when Triton imports (tf32x3 tensor cores, independent of
-    the TF32 flags; on an H200, 128×3×256² uint8: 0.82 ms vs 1.14 ms for ``triton``, 1.78 ms for ``sep``),
-    else ``sep`` (``poly`` is untimed on GPUs).
+    CPU: ``poly`` (channels-last oneDNN convs).  CUDA: ``triton_tile`` when Triton imports (tf32x3 tensor
+    cores, independent of the TF32 flags), else ``sep`` (``poly`` is untimed on GPUs).
     """
     kind = torch.device(device).type
     if kind == "cuda":
@@ -128,7 +126,7 @@ def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype:
     precision of the convolutions (float32 default; bfloat16/float16 accumulate in float32 on CUDA; on the
     CPU they run in float32, since oneDNN's bf16 convs of 1×k kernels return wrong values on AMX CPUs);
     the bottleneck always runs in float32.  ``method``: 2D formulation, see :data:`METHODS_2D`; default
-    :func:`default_method`.  1D float32 on CUDA runs the per-level path (on an H100 walloc's per-level
+    :func:`default_method`.  1D float32 on CUDA runs the per-level path (on a GPU walloc's per-level
     transform beat the level-split convs in float32).
     """
     if x.dtype != torch.uint8 and not x.is_floating_point():
@@ -146,7 +144,7 @@ def fast_encode(codec: nn.Module, x: torch.Tensor, quantize: bool = True, dtype:
             if compand is not None:   # the Triton kernel / poly path applied encoder[1] already
                 return y.round_() if quantize else y
         elif x.is_cuda and dtype == torch.float32:
-            # measured: on an H100 the level-split convs ran at 0.69x walloc's per-level transform in float32
+            # measured on a GPU: the level-split convs ran slower than walloc's per-level transform in float32
             return _reference_encode(codec, x, quantize)
         else:
             unfolded = _unfolded_1d(codec, x)

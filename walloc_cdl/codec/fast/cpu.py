@@ -101,9 +101,9 @@ def _encode_2d_poly(plan: _Plan2D, x: torch.Tensor, dtype: torch.dtype, S: int, 
                     compand: tuple[float, float] | None = None) -> torch.Tensor:
     """Both passes as channels-last convs; pass W reads the row's polyphase components as channels.
 
-    Why (2 CPU threads, RGB 16x, benchmarks/RESULTS.md): the strided NCHW pass H runs at about half the
-    speed of the same conv channels-last, and the strided 57-tap pass W at ~0.6x of a stride-1 conv of
-    8 taps over the 8 phases; the reorder that makes the phases channels also does the wrap-pad and
+    Why (benchmarks/RESULTS.md, encode throughput): oneDNN runs the strided NCHW pass H well below the
+    speed of the same conv channels-last, and the strided K-tap pass W below a stride-1 conv of K/2^J taps
+    over the 2^J phases; the reorder that makes the phases channels also does the wrap-pad and
     the uint8 cast, so the batch is copied once.  ``compand`` = (scale, latent_max): the bottleneck's
     companding, its 1/(scale·√2) folded into the projection, leaving ``latent_max·erf`` (in place).
     """

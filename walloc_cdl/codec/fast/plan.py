@@ -72,7 +72,7 @@ def periodic_pad(x: torch.Tensor, pads: list[tuple[int, int]]) -> torch.Tensor:
     """Wrap-pad the last len(pads) dims by (left, right) each, any amount (more than the size too)."""
     nd = len(pads)
     if x.ndim == nd + 2 and nd <= 3 and all(0 <= a <= n and 0 <= b <= n for (a, b), n in zip(pads, x.shape[2:])):
-        # one copy for all dims (measured 0.24 vs 0.46 ms for a 4x3x256² batch padded in two cats)
+        # one copy for all dims (measured faster than padding in one cat per dim)
         return F.pad(x, [p for lr in reversed(pads) for p in lr], mode="circular")
     for i, (left, right) in enumerate(pads):
         dim = x.ndim - nd + i
