@@ -24,12 +24,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from walloc_cdl.checkpoints import preset  # noqa: E402
 from walloc_cdl.codec import build_codec  # noqa: E402
 from walloc_cdl.containers import crop_back, pad_to_multiple  # noqa: E402
 from walloc_cdl.data import corpora  # noqa: E402
 from walloc_cdl.training.batches import SegmentSampler  # noqa: E402
 from walloc_cdl.training.pca import cap_gains, init_linear_encoder, linear_reconstruction, wavelet_pca  # noqa: E402
-from walloc_cdl.training.presets import preset  # noqa: E402
 
 
 def pooled_psnr(codec, pca, clips: list[np.ndarray]) -> float:

@@ -8,17 +8,21 @@ written to a temporary file and renamed, so a crash mid-write leaves the previou
 
 ``Stepper`` is one optimisation step as timm's ``train.py`` takes it: bf16 autocast on CUDA, gradient
 accumulation (DDP gradients synchronised on the last micro-batch only), gradient clipping, the optimizer
-step, the scheduler's ``step_update`` and the EMA update.
+step, an optional ``after_step`` hook (the codec trainer pins its encoder's gain there), the scheduler's
+``step_update`` and the EMA update.
+
+``settings_from`` builds a run's settings dataclass from a ``--config`` file (YAML or JSON) and overrides.
 """
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import random
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +30,42 @@ import torch.distributed as dist
 import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+
+S = TypeVar("S")
+
+
+# -- settings ---------------------------------------------------------------------------------------
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A mapping from a .yaml/.yml or .json file (one clear error if it is neither)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such config file")
+    yaml_file = p.suffix.lower() in (".yaml", ".yml")
+    try:
+        if yaml_file:
+            import yaml
+
+            out = yaml.safe_load(p.read_text())
+        else:
+            out = json.loads(p.read_text())
+    except Exception as e:
+        raise ValueError(f"{p}: not valid {'YAML' if yaml_file else 'JSON'} ({e})") from None
+    if not isinstance(out, dict):
+        raise ValueError(f"{p}: expected a mapping of settings, got {type(out).__name__}")
+    return out
+
+
+def settings_from(cls: type[S], overrides: Mapping[str, Any] | None = None, file: str | Path | None = None) -> S:
+    """The dataclass ``cls`` from a YAML/JSON file, then ``overrides`` (None values ignored); an unknown key
+    is one error that lists the known ones."""
+    values: dict[str, Any] = dict(read_config_file(file)) if file else {}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{file or 'settings'}: unknown key(s) {unknown}; known: {', '.join(known)}")
+    return cls(**values)
 
 
 # -- optimizer state as named tensors (safetensors can store them; the codec trainer uses them too) --
@@ -126,19 +166,30 @@ def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], optimize
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer | None,
-                    named_params: Callable[[], Any] | None = None, restore_rng: bool = True) -> dict[str, Any]:
-    """Restore what :func:`save_checkpoint` wrote (this rank's generators too); returns its ``state``."""
-    path = Path(path)
+def _read_checkpoint(path: Path, tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(header metadata, tensors or nothing) of a checkpoint; a torn or foreign file is a CheckpointError."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            out = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except Exception as e:  # a torn or foreign file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}); delete it to "
                               "start over") from None
     if "state" not in meta:
         raise CheckpointError(f"{path}: no training state in its header; not a walloc-cdl checkpoint")
+    return meta, out
+
+
+def checkpoint_state(path: str | Path) -> dict[str, Any]:
+    """The ``state`` a checkpoint holds, read from its header alone (to check settings before loading)."""
+    return json.loads(_read_checkpoint(Path(path), tensors=False)[0]["state"])
+
+
+def load_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer | None,
+                    named_params: Callable[[], Any] | None = None, restore_rng: bool = True) -> dict[str, Any]:
+    """Restore what :func:`save_checkpoint` wrote (this rank's generators too); returns its ``state``."""
+    path = Path(path)
+    meta, tensors = _read_checkpoint(path, tensors=True)
     for name, m in modules.items():
         sub = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(f"{name}/")}
         m.load_state_dict(sub)
@@ -167,10 +218,10 @@ class Stepper:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, *,
                  amp: bool = True, accum_steps: int = 1, grad_clip: float | None = None,
-                 scheduler: Any = None, ema: Any = None):
+                 scheduler: Any = None, ema: Any = None, after_step: Callable[[], None] | None = None):
         self.model, self.optimizer, self.device = model, optimizer, device
         self.amp, self.accum, self.clip = amp, max(1, int(accum_steps)), grad_clip
-        self.scheduler, self.ema = scheduler, ema
+        self.scheduler, self.ema, self.after_step = scheduler, ema, after_step
         self.micro = 0      # micro-batches since the last update
         self.updates = 0    # optimizer updates so far
 
@@ -190,6 +241,8 @@ class Stepper:
             self.optimizer.zero_grad(set_to_none=True)
             self.micro = 0
             self.updates += 1
+            if self.after_step is not None:   # before the EMA, so it averages what the hook leaves
+                self.after_step()
             if self.scheduler is not None:
                 self.scheduler.step_update(num_updates=self.updates)
             if self.ema is not None:

@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from ..data.loader import LatentDataset, make_loader
 from ..data.shards import read_info, write_json_atomic
 from ..models.classifier import LatentClassifier, build_classifier
-from .loop import CheckpointError, Stepper, autocast, load_checkpoint, save_checkpoint
+from .loop import (CheckpointError, Stepper, autocast, load_checkpoint, read_config_file,  # noqa: F401 (re-exported)
+                   save_checkpoint, settings_from)
 
 CONFIG_NAME, MODEL_NAME, METRICS_NAME = "config.json", "model.safetensors", "metrics.jsonl"
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -91,35 +92,7 @@ class TrainConfig:
 
 def config_from(overrides: dict[str, Any] | None = None, file: str | Path | None = None) -> TrainConfig:
     """A :class:`TrainConfig` from a YAML/JSON file, then ``overrides`` (None values ignored)."""
-    values: dict[str, Any] = {}
-    if file:
-        values.update(read_config_file(file))
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise DataError(f"{file or 'settings'}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return TrainConfig(**values)
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A mapping from a .yaml/.yml or .json file (one clear error if it is neither)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such config file")
-    text = p.read_text()
-    try:
-        if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            out = yaml.safe_load(text)
-        else:
-            out = json.loads(text)
-    except Exception as e:
-        raise DataError(f"{p}: not valid {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'} ({e})") from None
-    if not isinstance(out, dict):
-        raise DataError(f"{p}: expected a mapping of settings, got {type(out).__name__}")
-    return out
+    return settings_from(TrainConfig, overrides, file)
 
 
 # -- distributed ------------------------------------------------------------------------------------
