@@ -1,6 +1,6 @@
 """Closed-form (PCA) stereo codec on the held-out audio sets: rate rule ``rho`` x companding headroom.
 
-Why the shipped stereo codecs cap their latent gains (``train-codec --headroom``): this builds the
+Why the shipped stereo codecs cap their latent gains (``headroom`` in ``train-codec --config``): this builds the
 closed-form codec of a preset from the training corpora (FluidR3 phrases + the training split of the real
 recordings, half of each PCA batch each, as ``recipes/train_codec.py`` does), then scores the linear
 codec on ``corpora.heldout_audio()`` for every (rho, headroom) pair.  No training; CPU in under a minute.
@@ -24,12 +24,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from walloc_cdl.codec.checkpoints import preset  # noqa: E402
 from walloc_cdl.codec import build_codec  # noqa: E402
 from walloc_cdl.codec.containers import crop_back, pad_to_multiple  # noqa: E402
 from walloc_cdl.data import corpora  # noqa: E402
 from walloc_cdl.training.batches import SegmentSampler  # noqa: E402
 from walloc_cdl.training.pca import cap_gains, init_linear_encoder, linear_reconstruction, wavelet_pca  # noqa: E402
-from walloc_cdl.training.presets import preset  # noqa: E402
 
 
 def pooled_psnr(codec, pca, clips: list[np.ndarray]) -> float:

@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--gain-sweep", type=float, nargs="+", metavar="K",
                    help="also score each image codec with its encoder gain x K and decoder input / K, no retraining "
-                        "(its RD curve around the shipped point; `train-codec --gain-factor K` then fine-tunes one)")
+                        "(its RD curve around the shipped point; `train-codec` with `gain_factor: K` in --config then fine-tunes one)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = args.codecs or list_codecs()

@@ -60,9 +60,9 @@ SUITES = {
 
 def closed_form_codec(name: str, x_train: torch.Tensor, modality: str, device: torch.device) -> torch.nn.Module:
     """The preset's codec with its encoder set to the PCA of the packet coefficients of ``x_train``."""
+    from walloc_cdl.codec.checkpoints import preset
     from walloc_cdl.codec import build_codec
     from walloc_cdl.training.pca import init_linear_encoder, wavelet_pca
-    from walloc_cdl.training.presets import preset
 
     p = preset(name)
     codec = build_codec(p["codec"]).to(device)

@@ -40,10 +40,11 @@ git log --oneline -1 2>/dev/null || true
 
 if [ "$SMOKE" = 1 ]; then
   DEV=cpu; TESTS="tests/test_fastencode.py -x -q -k sep"; ENC="--skip-gpu --cpu-reps 1 --no-compile"
-  FT="--device cpu --batch-size 2 --steps 3 --val-size 2 --val-every 2"
+  FT="--device cpu --batch-size 2 --steps 3"; FT_SETTINGS='"val_size": 2, "val_every": 2'
 else
   DEV=cuda; TESTS="-q -m gpu tests/"; ENC="--skip-cpu --no-compile"
-  FT="--device cuda --batch-size $FT_BATCH --steps 1000000 --time-budget $FT_SECONDS --val-size 32 --val-every 500"
+  FT="--device cuda --batch-size $FT_BATCH --steps 1000000 --time-budget $FT_SECONDS"
+  FT_SETTINGS='"val_size": 32, "val_every": 500'
 fi
 
 stamp "CUDA tests"
@@ -56,8 +57,9 @@ timeout 200 $PY benchmarks/encode_throughput.py $ENC > "$OUT/encode_throughput.j
 stamp "rgb-16x decoder fine-tune ($DEV)"
 if [ -d .train_data/photos ]; then
   rm -rf /tmp/ft
+  echo "{\"warmup\": 100, \"progress\": false, $FT_SETTINGS}" > /tmp/ft.json   # train-codec --config keys
   timeout $((FT_SECONDS + 150)) $PY -m walloc_cdl.cli train-codec --init rgb-16x --freeze-encoder \
-    --data .train_data/photos --lr 5e-4 --warmup 100 --half --no-progress --out /tmp/ft $FT \
+    --data .train_data/photos --lr 5e-4 --half --config /tmp/ft.json --out /tmp/ft $FT \
     && cp /tmp/ft/rgb-16x.safetensors /tmp/ft/rgb-16x.json "$OUT"/ && cp /tmp/ft/log.jsonl "$OUT/train_log.jsonl" \
     || echo "fine-tune failed (rc $?)"
 else

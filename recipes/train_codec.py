@@ -4,17 +4,19 @@ Three steps; the middle one is where a GPU helps, the others run anywhere::
 
     # 1. export the training corpora (walloc_cdl.data.corpora, training split only) to plain folders
     python recipes/train_codec.py prepare --out .train_data
-    # 2. train every preset on a wall-clock budget each (the LR schedule follows the budget)
+    # 2. train every preset on a wall-clock budget each (the LR schedule follows the budget); after --,
+    #    train-codec options or KEY=VALUE settings (its --config keys) for every preset
     python recipes/train_codec.py train --data-root .train_data --out runs/shipped \\
-        --budget rgb-16x=120 rgb-4x=110 gray-16x=35 gray-4x=35 stereo-20x=80 stereo-5x=80
+        --budget rgb-16x=120 rgb-4x=110 gray-16x=35 gray-4x=35 stereo-20x=80 stereo-5x=80 -- progress=false
     # 3. held-out figures into each card, then copy into the package
     python recipes/train_codec.py evaluate runs/shipped/*/*.safetensors --install
     # optional: more decoder training later, latents unchanged (how the shipped rgb-16x and gray decoders
-    # were last improved; the exact commands are in each card's training.command)
+    # were last improved; each card's training.command is the command of that day, in the options it had)
     walloc-cdl train-codec --init rgb-16x --freeze-encoder --data .train_data/photos --out runs/ft --time-budget 5700
 
-Each preset is one ``walloc-cdl train-codec`` call (see ``walloc-cdl train-codec --help``), so the same
-flags train a codec on your own folder.  Training data: the 35 training photos (long side <= 1024 px,
+Each preset is one ``walloc-cdl train-codec`` call (see ``walloc-cdl train-codec --help``) with the
+settings this recipe chose in ``OUT/NAME/train-codec.json`` (its ``--config``); the printed command, with
+that file, trains a codec on your own folder.  Training data: the 35 training photos (long side <= 1024 px,
 JPEG q95 copies), Fashion-MNIST training images (gray codecs only), FluidR3 phrases of the training
 programs and the training split of the real recordings (``corpora.real_recordings("train")``; stereo
 codecs draw half of each batch from each; FLAC).  Held-out data (never exported here):
@@ -35,15 +37,18 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from walloc_cdl.codec.checkpoints import codec_card, list_codecs
 from walloc_cdl.cli import main as walloc_cli
 from walloc_cdl.data import corpora
 from walloc_cdl.data.sources import load_fashion_mnist
-from walloc_cdl.training.presets import PRESETS
+
+PRESETS = [n for n in list_codecs() if "preset" in codec_card(n)]
 
 SOURCES = {"rgb": ["photos"], "gray": ["photos", "fashion-mnist/train-images-idx3-ubyte.gz"], "stereo": ["audio", "real"]}
 # Audio codecs start as the exact linear codec (49 dB at 5x): a gentler LR disturbs it less, and fp32
 # keeps the bf16 decoder's ~-54 dB rounding out of the loss.
-FAMILY_FLAGS = {"rgb": ["--lr", "1e-3"], "gray": ["--lr", "1e-3"], "stereo": ["--lr", "1e-4", "--no-amp", "--val-every", "200"]}
+COMMON = {"decoder_only_steps": 300, "val_every": 500, "checkpoint_every": 100_000, "warmup": 200}
+FAMILY = {"rgb": {"lr": 1e-3}, "gray": {"lr": 1e-3}, "stereo": {"lr": 1e-4, "amp": False, "val_every": 200}}
 
 
 def prepare(out: Path, n_phrases: int, phrase_seconds: float, n_fmnist: int, max_side: int) -> None:
@@ -77,18 +82,36 @@ def prepare(out: Path, n_phrases: int, phrase_seconds: float, n_fmnist: int, max
     print(f"wrote {out} ({size / 2 ** 20:.1f} MiB)")
 
 
+def split_extra(extra: list[str]) -> tuple[list[str], dict[str, object]]:
+    """(train-codec options, settings) from what follows ``--``: ``KEY=VALUE`` is a --config setting (VALUE
+    read as JSON when it is JSON: 16, 1e-4, false), anything else an option passed on."""
+    flags, settings = [], {}
+    for x in extra:
+        key, eq, value = x.partition("=")
+        if eq and not x.startswith("-"):
+            try:
+                settings[key] = json.loads(value)
+            except ValueError:
+                settings[key] = value
+        else:
+            flags.append(x)
+    return flags, settings
+
+
 def train(data_root: Path, out: Path, budgets: dict[str, float], extra: list[str]) -> None:
     """One ``train-codec`` call per preset, each in ``out/NAME``; a failure is reported and the rest go on."""
     failed = []
+    flags, settings = split_extra(extra)
     for name, budget in budgets.items():
         family = name.split("-")[0]
         data = [str(data_root / s) for s in SOURCES[family]]
         steps = 1_000_000  # the wall-clock budget ends training
-        dec_only = {"rgb": 300, "gray": 300, "stereo": 300}[family]
+        cfg = out / name / "train-codec.json"
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(json.dumps({**COMMON, **FAMILY[family], **settings}, indent=1))
         argv = ["train-codec", "--preset", name, "--data", *data, "--out", str(out / name), "--steps", str(steps),
-                "--time-budget", str(budget), "--decoder-only-steps", str(dec_only), "--half",
-                "--val-every", "500", "--checkpoint-every", "100000", "--warmup", "200", *FAMILY_FLAGS[family], *extra]
-        print(f"== {name}: {' '.join(argv)}", flush=True)
+                "--time-budget", str(budget), "--half", "--config", str(cfg), *flags]
+        print(f"== {name}: walloc-cdl {' '.join(argv)}  # {cfg}: {cfg.read_text()}", flush=True)
         t = time.time()
         try:
             walloc_cli(argv)
@@ -132,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--data-root", type=Path, default=Path(".train_data"))
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--budget", nargs="+", default=[f"{n}=60" for n in PRESETS], help="NAME=SECONDS ...")
-    b.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more train-codec flags for every preset")
+    b.add_argument("extra", nargs=argparse.REMAINDER,
+                   help="after --: train-codec options or KEY=VALUE settings (its --config keys) for every preset")
     c = sub.add_parser("evaluate", help="held-out figures into the cards")
     c.add_argument("paths", nargs="+", type=Path, help="NAME.safetensors files written by train")
     c.add_argument("--install", action="store_true", help="copy codec + card into walloc_cdl/pretrained")

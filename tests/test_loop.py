@@ -74,3 +74,28 @@ def test_stepper_accumulates_to_the_mean_gradient(accum):
     assert s.updates == 1 and s.micro == 0
     for a, b in zip(ref.parameters(), acc.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_stepper_after_step_runs_once_per_update_before_the_ema():
+    """The hook (the codec trainer's gain pinning) sees each update once, after the optimizer step, and the
+    EMA averages the weights it leaves."""
+    torch.manual_seed(0)
+    m = torch.nn.Linear(3, 1)
+    seen = []
+
+    def hook():
+        seen.append(m.weight.detach().clone())
+        with torch.no_grad():
+            m.weight.zero_()
+
+    class Ema:
+        def update(self, model, step):
+            assert torch.equal(model.weight, torch.zeros_like(model.weight)), "EMA ran before the hook"
+            seen.append(step)
+
+    s = Stepper(m, torch.optim.SGD(m.parameters(), lr=0.1), torch.device("cpu"), accum_steps=2, ema=Ema(),
+                after_step=hook)
+    x = torch.randn(4, 3)
+    for _ in range(4):
+        s(lambda: m(x).pow(2).mean())
+    assert s.updates == 2 and [v for v in seen if isinstance(v, int)] == [1, 2] and len(seen) == 4

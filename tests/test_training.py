@@ -1,4 +1,5 @@
-"""walloc_cdl.training: closed-form start, samplers, loop (checkpoint, resume, previews), CLI smoke on CPU."""
+"""walloc_cdl.training: closed-form start, samplers, the codec loop and job (checkpoint, exact resume, previews),
+presets from the cards, and the train-codec CLI (its --config keys, one-line errors) on the CPU."""
 import json
 import math
 
@@ -7,12 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from walloc_cdl import Codec1D, Codec2D, load_codec
+from safetensors.torch import load_file
+
+from walloc_cdl import Codec1D, Codec2D, codec_card, list_codecs, load_codec
+from walloc_cdl.codec.checkpoints import preset
 from walloc_cdl.cli import main as cli_main
 from walloc_cdl.training.batches import CropSampler, MixedSampler, SegmentSampler
 from walloc_cdl.training.pca import (cap_gains, companding_slope, init_linear_decoder, init_linear_encoder, init_post_filter,
                                      linear_reconstruction, scale_latent_gain, wavelet_pca)
-from walloc_cdl.training.trainer import TrainConfig, lr_factor, psnr, save_preview, train, val_psnr
+from walloc_cdl.training.codec import CodecTrainSettings, fit, psnr, save_preview, val_psnr, warmup_cosine
 
 from floatbound import LAMBDA, assert_within, companding_inverse_error
 
@@ -136,12 +140,13 @@ def test_scale_latent_gain_keeps_the_unquantised_codec_and_refines_the_step(ndim
         scale_latent_gain(Codec2D(3, 1, 32, 32, 12, 8, False), 2.0)
 
 
-def test_lr_schedule_warms_up_then_decays():
-    cfg = TrainConfig(warmup=10, min_lr_ratio=0.1)
-    assert lr_factor(0, 0.0, cfg) == pytest.approx(0.1)
-    assert lr_factor(9, 0.0, cfg) == pytest.approx(1.0)
-    assert lr_factor(50, 0.5, cfg) == pytest.approx(0.55)
-    assert lr_factor(99, 1.0, cfg) == pytest.approx(0.1)
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    assert warmup_cosine(0, 10, 0.0) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine(50, 10, 0.5) == pytest.approx(0.5)
+    assert warmup_cosine(50, 10, 0.5, min_ratio=0.1) == pytest.approx(0.55)
+    assert warmup_cosine(100, 10, 1.0, min_ratio=0.02) == pytest.approx(0.02)
+    assert warmup_cosine(100, 10, 2.0) == pytest.approx(0.0)  # progress past the end stays at the floor
 
 
 def test_samplers_shapes_ranges_and_fixed_batches_do_not_disturb_training_stream():
@@ -157,6 +162,16 @@ def test_samplers_shapes_ranges_and_fixed_batches_do_not_disturb_training_stream
     a = SegmentSampler([torch.ones(2, 100) * 0.8, torch.ones(2, 3000) * -0.8], segment=256, seed=0)
     y = a.sample(8)
     assert y.shape == (8, 2, 256) and y.abs().max() <= 0.4 + 1e-6
+
+
+def test_sampler_state_round_trips_through_json():
+    """What a checkpoint keeps of a sampler: a fresh one given that state draws the same next batches."""
+    imgs = [((smooth_images(1, 64, seed=i)[0] + 0.5) * 255).round().to(torch.uint8) for i in range(2)]
+    make = lambda: MixedSampler([CropSampler(imgs, 16, 0.5, seed=0), CropSampler(imgs, 32, 0.5, seed=1)])  # noqa: E731
+    a, b = make(), make()
+    a.sample(8), a.sample(8), a.sample(8)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert all(torch.equal(a.sample(8), b.sample(8)) for _ in range(3))
 
 
 def test_mixed_sampler_cycles_crop_sizes_at_equal_pixels_and_validates_each():
@@ -180,12 +195,12 @@ def test_train_pins_gain_keeps_best_and_writes_checkpoints(tmp_path):
     pca = wavelet_pca(codec, [sampler.sample(16)])
     init_linear_encoder(codec, pca, pca.step_for(0.1))
     norms = codec.encoder[0].weight.reshape(12, -1).norm(dim=1).clone()
-    cfg = TrainConfig(steps=8, batch_size=4, warmup=2, val_every=4, checkpoint_every=4, decoder_only_steps=2)
-    summary = train(codec, sampler, cfg, tmp_path, val=sampler.fixed(4), progress=False, log=lambda s: None)
+    cfg = CodecTrainSettings(steps=8, batch_size=4, warmup=2, val_every=4, checkpoint_every=4, decoder_only_steps=2)
+    summary = fit(codec, sampler, cfg, tmp_path, val=sampler.fixed(4), progress=False, log=lambda s: None)
     assert summary["steps"] == 8
     assert torch.allclose(codec.encoder[0].weight.reshape(12, -1).norm(dim=1), norms, rtol=1e-5)
     assert summary["val_psnr"] >= summary["val_psnr_start"]
-    assert (tmp_path / "ckpt" / "last.safetensors").exists() and (tmp_path / "ckpt" / "last.optim.safetensors").exists()
+    assert (tmp_path / "checkpoints" / "last.safetensors").exists()  # the one checkpoint format of the project
     assert sorted(p.name for p in tmp_path.glob("preview_*.png")) == ["preview_0000004.png", "preview_0000008.png"]
     assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()][-1] == 8
 
@@ -208,17 +223,26 @@ def photo_folder(tmp_path):
     return d
 
 
+def config(path, **settings) -> list[str]:
+    """``--config FILE`` for the train-codec settings that have no option of their own."""
+    path.write_text(json.dumps(settings))
+    return ["--config", str(path)]
+
+
+TINY = dict(channels=3, J=2, latent_dim=12, Nd=32, crop=32, val_size=4, progress=False)
+
+
 def test_cli_trains_saves_half_decoder_and_resumes(photo_folder, tmp_path):
     out = tmp_path / "run"
-    common = ["train-codec", "--channels", "3", "--J", "2", "--latent-dim", "12", "--Nd", "32", "--data",
-              str(photo_folder), "--out", str(out), "--crop", "32", "--batch-size", "4", "--val-size", "4",
-              "--val-every", "3", "--checkpoint-every", "3", "--no-progress", "--device", "cpu", "--half",
-              "--name", "tiny"]
+    common = ["train-codec", "--data", str(photo_folder), "--out", str(out), "--batch-size", "4", "--device", "cpu",
+              "--half", "--name", "tiny", *config(tmp_path / "c.json", **TINY, val_every=3, checkpoint_every=3)]
     assert cli_main(common + ["--steps", "6"]) == 0
     card = json.loads((out / "tiny.json").read_text())
     assert card["training"]["steps"] == 6 and card["training"]["closed_form"]["val_psnr_linear"] > 15
+    assert card["training"]["settings"]["val_every"] == 3  # the card holds every setting, as --config takes them
     codec = load_codec(out / "tiny.safetensors")
     assert all(p.dtype == torch.float32 for p in codec.parameters())
+    assert (out / "checkpoints" / "last.safetensors").exists() and not (out / "ckpt").exists()
     assert cli_main(common + ["--steps", "9", "--resume"]) == 0
     card = json.loads((out / "tiny.json").read_text())
     assert card["training"]["steps"] == 9
@@ -226,12 +250,56 @@ def test_cli_trains_saves_half_decoder_and_resumes(photo_folder, tmp_path):
     assert steps == [3, 6, 9]  # the resumed run continues the log at step 7
 
 
+def test_resumed_codec_run_ends_bit_identical(photo_folder, tmp_path, monkeypatch):
+    """A step-budget run cut short after a checkpoint and resumed ends with the codec, optimizer moments, best
+    weights, log and figures of a run never interrupted (CPU).  With a time budget the schedule follows the
+    clock, so only this mode can be exact."""
+    import walloc_cdl.training.codec as job
+
+    cfg = config(tmp_path / "c.json", **{**TINY, "crop": [16, 32], "val_size": 2}, min_scale=0.5, warmup=2,
+                 decoder_only_steps=2, val_every=2, checkpoint_every=4)
+
+    def argv(out):
+        return ["train-codec", "--data", str(photo_folder), "--out", str(out), "--batch-size", "4", "--steps", "10",
+                "--lr", "5e-3", "--device", "cpu", "--name", "c", *cfg]
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert cli_main(argv(whole)) == 0
+
+    class Killed(Exception):
+        pass
+
+    real, calls = job._forward, []
+
+    def dies_in_step_7(*a, **k):
+        calls.append(1)
+        if len(calls) == 7:  # the last checkpoint is step 4's: steps 5 and 6 are lost and redone
+            raise Killed
+        return real(*a, **k)
+
+    monkeypatch.setattr(job, "_forward", dies_in_step_7)
+    with pytest.raises(Killed):
+        cli_main(argv(cut))
+    monkeypatch.undo()
+    assert not (cut / "c.safetensors").exists()
+    assert cli_main(argv(cut) + ["--resume"]) == 0
+    for name in ("c.safetensors", "checkpoints/last.safetensors"):   # result; last weights, best ones, moments
+        a, b = load_file(str(whole / name)), load_file(str(cut / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    lines = [[{k: v for k, v in json.loads(x).items() if k != "elapsed_s"} for x in (d / "log.jsonl").read_text().splitlines()]
+             for d in (whole, cut)]
+    assert lines[0] == lines[1] and [r["step"] for r in lines[1]] == [2, 4, 6, 8, 10]
+    ta, tb = (json.loads((d / "c.json").read_text())["training"] for d in (whole, cut))
+    for key in ("steps", "val_psnr_start", "val_psnr", "result_step", "final_loss_ema"):
+        assert ta[key] == tb[key], key
+
+
 def test_cli_fine_tunes_from_init_with_a_frozen_encoder(photo_folder, tmp_path):
-    base = ["--data", str(photo_folder), "--val-size", "4", "--no-progress",
-            "--device", "cpu", "--lr", "5e-3", "--warmup", "1", "--keep-last"]
-    assert cli_main(["train-codec", "--channels", "3", "--J", "2", "--latent-dim", "12", "--Nd", "32", "--steps", "3",
-                     "--out", str(tmp_path / "a"), "--name", "start", "--crop", "32", "--batch-size", "4",
-                     "--min-scale", "0.5"] + base) == 0
+    base = ["--data", str(photo_folder), "--device", "cpu", "--lr", "5e-3",
+            *config(tmp_path / "ft.json", val_size=4, progress=False, warmup=1, keep_best=False)]
+    assert cli_main(["train-codec", "--steps", "3", "--out", str(tmp_path / "a"), "--name", "start", "--batch-size", "4",
+                     "--data", str(photo_folder), "--device", "cpu", "--lr", "5e-3",
+                     *config(tmp_path / "a.json", **TINY, min_scale=0.5, warmup=1, keep_best=False)]) == 0
     start_path = tmp_path / "a" / "start.safetensors"
     start = load_codec(start_path)
     x = smooth_images(2, 32, seed=5)
@@ -251,44 +319,91 @@ def test_cli_fine_tunes_from_init_with_a_frozen_encoder(photo_folder, tmp_path):
         assert not torch.equal(tuned.decode(start.encode(x)), start.decode(start.encode(x)))  # the decoder did train
 
 
+def one_line_error(capsys, text: str) -> str:
+    """The CLI's answer to a user error: one line on stderr naming ``text``, no traceback."""
+    err = capsys.readouterr().err
+    assert text in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
 def test_cli_gain_factor_rescales_the_init_codec_and_records_it(photo_folder, tmp_path, capsys):
-    base = ["--data", str(photo_folder), "--val-size", "4", "--no-progress", "--device", "cpu", "--warmup", "1"]
-    assert cli_main(["train-codec", "--channels", "3", "--J", "2", "--latent-dim", "12", "--Nd", "32", "--steps", "2",
-                     "--out", str(tmp_path / "a"), "--name", "start", "--crop", "32", "--batch-size", "4"] + base) == 0
+    base = ["--data", str(photo_folder), "--device", "cpu"]
+    assert cli_main(["train-codec", "--steps", "2", "--out", str(tmp_path / "a"), "--name", "start", "--batch-size", "4",
+                     *config(tmp_path / "a.json", **TINY, warmup=1)] + base) == 0
     start_path = tmp_path / "a" / "start.safetensors"
     start = load_codec(start_path)
-    assert cli_main(["train-codec", "--init", str(start_path), "--freeze-encoder", "--gain-factor", "2", "--steps", "2",
-                     "--out", str(tmp_path / "b")] + base) == 0
+    gain = config(tmp_path / "g.json", val_size=4, progress=False, warmup=1, gain_factor=2)
+    assert cli_main(["train-codec", "--init", str(start_path), "--freeze-encoder", "--steps", "2",
+                     "--out", str(tmp_path / "b"), *gain] + base) == 0
     tuned = load_codec(tmp_path / "b" / "start.safetensors")
     assert torch.allclose(tuned.encoder[0].weight, 2 * start.encoder[0].weight)
     x = smooth_images(2, 32, seed=5)
     assert not torch.equal(tuned.encode(x), start.encode(x))  # the latents change: recorded in the card
     init = json.loads((tmp_path / "b" / "start.json").read_text())["training"]["init"]
     assert init["gain_factor"] == 2.0 and init["rescaled_encoder_sha256"] != init["encoder_sha256"]
-    with pytest.raises(SystemExit, match="give it one with --init"):
-        cli_main(["train-codec", "--preset", "rgb-16x", "--gain-factor", "2", "--out", str(tmp_path / "c")] + base)
     capsys.readouterr()
-    assert cli_main(["train-codec", "--init", str(start_path), "--freeze-encoder", "--gain-factor", "100", "--steps", "1",
-                     "--out", str(tmp_path / "d")] + base) == 0
-    assert "warning: with --gain-factor 100" in capsys.readouterr().out  # far into the companding's flat tails
+    assert cli_main(["train-codec", "--preset", "rgb-16x", "--out", str(tmp_path / "c"), *gain] + base) == 2
+    one_line_error(capsys, "give it one with --init")
+    assert cli_main(["train-codec", "--init", str(start_path), "--freeze-encoder", "--steps", "1", "--out",
+                     str(tmp_path / "d"), *config(tmp_path / "g100.json", val_size=4, progress=False, warmup=1,
+                                                   gain_factor=100)] + base) == 0
+    assert "warning: with gain_factor 100" in capsys.readouterr().out  # far into the companding's flat tails
 
 
 def test_cli_trains_with_two_crop_sizes(photo_folder, tmp_path):
     out = tmp_path / "mix"
-    assert cli_main(["train-codec", "--channels", "3", "--J", "2", "--latent-dim", "12", "--Nd", "32", "--data",
-                     str(photo_folder), "--out", str(out), "--crop", "16", "32", "--batch-size", "8", "--steps", "4",
-                     "--val-size", "2", "--val-every", "2", "--no-progress", "--device", "cpu", "--name", "mix"]) == 0
+    assert cli_main(["train-codec", "--data", str(photo_folder), "--out", str(out), "--batch-size", "8", "--steps", "4",
+                     "--device", "cpu", "--name", "mix",
+                     *config(tmp_path / "c.json", **{**TINY, "crop": [16, 32], "val_size": 2}, val_every=2)]) == 0
     card = json.loads((out / "mix.json").read_text())
     assert card["training"]["crop"] == [16, 32] and card["training"]["closed_form"]["val_psnr_linear"] > 10
     assert sorted(p.name for p in out.glob("preview_*.png"))  # previews of the largest size
 
 
-def test_cli_init_refuses_contradicting_sizes_and_unknown_codecs(photo_folder, tmp_path):
-    with pytest.raises(SystemExit, match="contradicts --init rgb-16x"):
-        cli_main(["train-codec", "--init", "rgb-16x", "--J", "2", "--data", str(photo_folder), "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="not a file and not a shipped codec"):
-        cli_main(["train-codec", "--init", str(tmp_path / "nope.safetensors"), "--data", str(photo_folder),
-                  "--out", str(tmp_path)])
+def test_cli_init_refuses_contradicting_sizes_and_unknown_codecs(photo_folder, tmp_path, capsys):
+    assert cli_main(["train-codec", "--init", "rgb-16x", "--data", str(photo_folder), "--out", str(tmp_path),
+                     *config(tmp_path / "j.json", J=2)]) == 2
+    one_line_error(capsys, "contradicts --init rgb-16x")
+    assert cli_main(["train-codec", "--init", str(tmp_path / "nope.safetensors"), "--data", str(photo_folder),
+                     "--out", str(tmp_path)]) == 2
+    one_line_error(capsys, "not a file and not a shipped codec")
+
+
+def test_cli_config_refuses_unknown_keys_and_options_override_it(photo_folder, tmp_path, capsys):
+    assert cli_main(["train-codec", "--data", str(photo_folder), "--out", str(tmp_path / "x"),
+                     *config(tmp_path / "bad.json", **TINY, **{"gain-factor": 2})]) == 2
+    err = one_line_error(capsys, "unknown key(s) ['gain-factor']")
+    assert "known: preset, init," in err and "gain_factor" in err
+    (tmp_path / "c.yaml").write_text("channels: 3\nJ: 2\nlatent_dim: 12\nNd: 32\ncrop: 32\nval_size: 2\n"
+                                     "progress: false\nsteps: 50\nname: from-yaml\n")
+    assert cli_main(["train-codec", "--data", str(photo_folder), "--out", str(tmp_path / "y"), "--steps", "1",
+                     "--batch-size", "2", "--device", "cpu", "--config", str(tmp_path / "c.yaml")]) == 0
+    card = json.loads((tmp_path / "y" / "from-yaml.json").read_text())   # YAML read; --steps beat its 50
+    assert card["training"]["steps"] == 1 and card["training"]["settings"]["Nd"] == 32
+
+
+def test_presets_are_the_shipped_cards():
+    """``preset(NAME)`` reads the shipped card: its codec is the card's config (one source of truth) and its
+    training defaults fit the codec's kind; an unknown name lists the available ones."""
+    assert list_codecs()
+    for name in list_codecs():
+        p = preset(name)
+        assert p["codec"] == codec_card(name)["config"] == load_codec(name).config
+        assert p["kind"] == ("audio" if "post_filter" in p["codec"] else "image")
+        assert {"rho", "batch_size"} <= set(p) and ("segment" in p if p["kind"] == "audio" else "crop" in p)
+    assert preset("gray-4x")["crop"] == [28, 64, 192] and preset("rgb-16x")["rho"] == 0.05
+    with pytest.raises(KeyError, match=r"unknown preset 'nope'; available: \[.*'rgb-16x'"):
+        preset("nope")
+
+
+def test_a_codec_trained_from_a_preset_carries_its_preset_block(photo_folder, tmp_path):
+    """So installing a retrained shipped codec (recipes/train_codec.py evaluate --install) keeps the preset."""
+    out = tmp_path / "g"
+    assert cli_main(["train-codec", "--preset", "gray-4x", "--data", str(photo_folder), "--out", str(out),
+                     "--steps", "1", "--batch-size", "2", "--device", "cpu",
+                     *config(tmp_path / "c.json", val_size=2, progress=False, crop=[28], pca_batches=1)]) == 0
+    card = json.loads((out / "gray-4x.json").read_text())
+    assert card["preset"] == codec_card("gray-4x")["preset"] and card["training"]["crop"] == 28
 
 
 def test_train_freeze_encoder_keeps_the_encoder_bit_identical(tmp_path):
@@ -297,16 +412,16 @@ def test_train_freeze_encoder_keeps_the_encoder_bit_identical(tmp_path):
     sampler = CropSampler([((smooth_images(1, 64, seed=i)[0] + 0.5) * 255).round().to(torch.uint8) for i in range(2)],
                           crop=32, seed=0)
     before = {k: v.clone() for k, v in codec.encoder.state_dict().items()}
-    cfg = TrainConfig(steps=3, batch_size=4, warmup=1, lr=1e-2, val_every=10, checkpoint_every=10, freeze_encoder=True,
-                      keep_best=False)
-    train(codec, sampler, cfg, tmp_path, progress=False, log=lambda s: None)
+    cfg = CodecTrainSettings(steps=3, batch_size=4, warmup=1, lr=1e-2, val_every=10, checkpoint_every=10,
+                             freeze_encoder=True, keep_best=False)
+    fit(codec, sampler, cfg, tmp_path, progress=False, log=lambda s: None)
     assert all(torch.equal(v, before[k]) for k, v in codec.encoder.state_dict().items())
 
 
 def test_round_latents_trains_the_decoder_on_what_it_decodes(tmp_path):
     """With a frozen encoder the decoder can train on round(z), the integers it decodes later: the training
     loss is then the one of eval-mode latents (no noise), and the encoder's mode is left as it was."""
-    from walloc_cdl.training.trainer import _forward
+    from walloc_cdl.training.codec import _forward
     torch.manual_seed(0)
     codec = Codec2D(3, 2, None, 32, 12, 8, True).train()
     x = smooth_images(2, 32, seed=3)
@@ -320,8 +435,20 @@ def test_round_latents_trains_the_decoder_on_what_it_decodes(tmp_path):
     assert noisy[0] != noisy[1] and rounded[0] == rounded[1]
     assert rounded[0] == pytest.approx(exact, rel=1e-6) and abs(noisy[0] - exact) > 1e-6 * exact
     with pytest.raises(ValueError, match="needs freeze_encoder"):
-        train(codec, CropSampler([(x[0] * 255 + 127.5).round().to(torch.uint8)], crop=16), TrainConfig(
+        fit(codec, CropSampler([(x[0] * 255 + 127.5).round().to(torch.uint8)], crop=16), CodecTrainSettings(
             steps=1, round_latents=True), tmp_path, progress=False, log=lambda s: None)
+
+
+def test_synthesize_is_decode_before_the_clamp():
+    """The public inverse path the trainer uses: synthesis + the 1D post filter, unclamped."""
+    torch.manual_seed(0)
+    for codec, x in ((Codec1D(2, 4, None, 32, 8, 8, True, True).eval(), sines(2, 2048)),
+                     (Codec2D(3, 2, None, 32, 12, 8, True).eval(), smooth_images(2, 32))):
+        with torch.no_grad():
+            z = codec.encode(x)
+            assert torch.equal(codec.clamp(codec.synthesize(codec.decoder(z))), codec.decode(z))
+            assert torch.equal(codec.synthesize(codec.decoder(z)),
+                               codec._post(codec.wavelet_synthesis(codec.decoder(z), J=codec.J)))
 
 
 def test_cli_trains_audio_folder(tmp_path):
@@ -331,9 +458,9 @@ def test_cli_trains_audio_folder(tmp_path):
     for i, clip in enumerate(sines(2, 16384, seed=3)):
         sf.write(d / f"c{i}.wav", clip.T.numpy(), 44100)
     out = tmp_path / "run"
-    assert cli_main(["train-codec", "--ndim", "1", "--channels", "2", "--J", "4", "--latent-dim", "8", "--Nd", "16",
-                     "--data", str(d), "--out", str(out), "--segment", "2048", "--batch-size", "4", "--steps", "4",
-                     "--val-size", "4", "--no-progress", "--device", "cpu"]) == 0
+    assert cli_main(["train-codec", "--data", str(d), "--out", str(out), "--batch-size", "4", "--steps", "4",
+                     "--device", "cpu", *config(tmp_path / "c.json", ndim=1, channels=2, J=4, latent_dim=8, Nd=16,
+                                                segment=2048, val_size=4, progress=False)]) == 0
     card = json.loads((out / "codec.json").read_text())
     # the 1D decoder starts as the linear closed form, so the start is already a working codec
     assert card["training"]["val_psnr_start"] == pytest.approx(card["training"]["closed_form"]["val_psnr_linear"], abs=0.5)
@@ -343,6 +470,9 @@ def test_cli_trains_audio_folder(tmp_path):
 def test_cli_help_and_missing_options(capsys):
     with pytest.raises(SystemExit):
         cli_main(["train-codec", "--help"])
-    assert "--time-budget" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        cli_main(["train-codec", "--data", "x", "--out", "y"])
+    out = capsys.readouterr().out
+    assert "--time-budget" in out and "examples:" in out and "gain_factor" in out  # the --config keys are listed
+    options = {w.split("=")[0] for w in out.split() if w.startswith("--") and w[2:3].isalpha()}
+    assert len(options - {"--help", "--debug"}) <= 15, sorted(options)   # research knobs live in --config
+    assert cli_main(["train-codec", "--data", "x", "--out", "y"]) == 2
+    one_line_error(capsys, "missing channels, J, latent_dim")

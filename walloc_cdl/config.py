@@ -4,7 +4,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, TypeVar
+
+S = TypeVar("S")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -29,8 +31,15 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def take(settings: dict[str, Any], cls: type, source: str = "settings") -> Any:
     """``cls(**settings)`` for a dataclass, with unknown keys named in one line."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(settings) - known)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(settings) - set(known))
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; known: {sorted(known)}")
+        raise ValueError(f"{source}: unknown key(s) {unknown}; known: {', '.join(known)}")
     return cls(**settings)
+
+
+def settings_from(cls: type[S], overrides: Mapping[str, Any] | None = None, file: str | Path | None = None) -> S:
+    """The dataclass ``cls`` from a YAML/JSON file, then ``overrides`` (None values ignored)."""
+    values: dict[str, Any] = dict(read_config_file(file)) if file else {}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return take(values, cls, str(file or "settings"))

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .codec.model import Codec1D, Codec2D
 from .codec.containers import crop_back, decode_latent, encode_latent, pad_to_multiple
+from .data.transforms import spectrogram_db
 
 AUDIO_EXT = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 
@@ -73,13 +74,6 @@ def _show_image(ax: Any, x: np.ndarray, title: str) -> None:
               interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
-
-
-def spectrogram_db(x: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Log-magnitude STFT of one channel in dB, clamped to [-100, 0] (frequency along axis 0, low first)."""
-    x = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float().cpu()
-    s = torch.stft(x, n_fft=1024, hop_length=256, window=torch.hann_window(1024), return_complex=True)
-    return (20 * torch.log10(s.abs() + 1e-5)).clamp(-100, 0).numpy()
 
 
 @torch.no_grad()

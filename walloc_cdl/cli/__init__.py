@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("walloc_cdl.cli.info", "describe a codec (shipped name, .pth or .safetensors) or list shipped codecs"),
     "encode": ("walloc_cdl.cli.encode", "pre-encode images/audio (folders, idx, HF datasets, tars) into latent "
                                          "WebDataset shards"),
-    "train-codec": ("walloc_cdl.training.cli", "train a WaLLoC codec on images or audio from a closed-form PCA start"),
+    "train-codec": ("walloc_cdl.cli.train_codec", "train a WaLLoC codec on images or audio from a closed-form PCA start"),
     "preview": ("walloc_cdl.cli.preview", "picture an input, its reconstruction (PSNR, bpp) and its latent channels; "
                                       "images, audio or stored latents"),
     "compare": ("walloc_cdl.cli.compare", "train one model on WaLLoC latents vs equal-dimension downsampling vs full "

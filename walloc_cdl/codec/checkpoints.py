@@ -54,6 +54,16 @@ def codec_card(name: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def preset(name: str) -> dict[str, Any]:
+    """A shipped codec's configuration (``"codec"``) and its training defaults (``kind``, ``crop``,
+    ``min_scale``, ``rho``, ``batch_size``, ``segment``): its card's ``config`` and ``preset`` blocks, so
+    ``train-codec --preset NAME`` and the shipped codec never disagree.  KeyError names the available ones."""
+    card = codec_card(name) if name in list_codecs() else {}
+    if "preset" not in card:
+        raise KeyError(f"unknown preset {name!r}; available: {[n for n in list_codecs() if 'preset' in codec_card(n)]}")
+    return {"codec": dict(card["config"]), **card["preset"]}
+
+
 # -- pickle inspection ------------------------------------------------------------------------------
 def _pickle_globals(path: Path) -> list[str]:
     """'module.name' of every global a torch zip checkpoint's pickle references (read, never run)."""

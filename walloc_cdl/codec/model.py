@@ -70,6 +70,12 @@ class _WaLLoC(nn.Module):
     def _post(self, x_hat: torch.Tensor) -> torch.Tensor:
         return x_hat
 
+    def synthesize(self, X_hat: torch.Tensor) -> torch.Tensor:
+        """Signal from wavelet packet coefficients (the decoder's output): ``wavelet_synthesis`` over J
+        levels, then the 1D codec's post filter.  Unclamped, unlike :meth:`decode`, so a training loss
+        sees what the decoder really produced."""
+        return self._post(self.wavelet_synthesis(X_hat, J=self.J))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(clamped reconstruction, pixel/sample MSE, transform-domain MSE), as walloc returns."""
         X = self.wavelet_analysis(x, J=self.J)

@@ -104,7 +104,7 @@ class Source:
 
 # -- decoding ---------------------------------------------------------------------------------------
 
-def pil_to_array(img: "Image.Image") -> np.ndarray:
+def pil_to_array(img: Any) -> np.ndarray:
     """Decoded PIL image -> (H, W, C): uint8 for 8-bit modes, uint16 for 16-bit, float32 for 'F'.
 
     Palette images become RGB (RGBA when they carry transparency); CMYK/YCbCr/LAB/HSV become RGB.

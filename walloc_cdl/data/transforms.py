@@ -28,6 +28,7 @@ import math
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -113,6 +114,14 @@ def upsample_audio(x: torch.Tensor, r: int, length: int) -> torch.Tensor:
     y = F.conv1d(F.pad(up, (pad, pad)), h.view(1, 1, -1))
     y = F.pad(y, (0, max(0, length - y.shape[-1])))[..., :length]
     return y.reshape(B, C, length).to(x.dtype)
+
+
+# -- views ----------------------------------------------------------------------------------------
+def spectrogram_db(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Log-magnitude STFT of one channel in dB, clamped to [-100, 0] (frequency along axis 0, low first)."""
+    x = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float().cpu()
+    s = torch.stft(x, n_fft=1024, hop_length=256, window=torch.hann_window(1024), return_complex=True)
+    return (20 * torch.log10(s.abs() + 1e-5)).clamp(-100, 0).numpy()
 
 
 # -- transforms for the encode job ------------------------------------------------------------------

@@ -1,2 +1,3 @@
-"""Train WaLLoC codecs: closed-form PCA start (`pca`), batch samplers (`batches`), the loop (`trainer`),
-held-out figures (`evaluate`) and the ``walloc-cdl train-codec`` command (`cli`)."""
+"""Training: the shared loop pieces (`loop`: checkpoints, resume, the step), codec training (`codec`: the loop
+and the ``train-codec`` job, from the closed-form start of `pca` on the batches of `batches`), held-out codec
+figures (`evaluate`) and classifiers on encoded datasets (`train`, `predict`)."""

@@ -13,8 +13,9 @@ Usage::
 """
 from __future__ import annotations
 
+import base64
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -104,6 +105,13 @@ class _Sampler:
         self.gen.set_state(state)
         return x
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the training stream stands, as JSON (a checkpoint holds it, so a resumed run draws on)."""
+        return {"gen": base64.b64encode(self.gen.get_state().numpy().tobytes()).decode()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(torch.frombuffer(bytearray(base64.b64decode(state["gen"])), dtype=torch.uint8))
+
 
 class CropSampler(_Sampler):
     """Random ``crop``² crops with random flips and, with ``min_scale < 1``, random downscaling.
@@ -175,6 +183,14 @@ class MixedSampler(_Sampler):
     def fixed(self, n: int, seed: int = 1234) -> list[torch.Tensor]:  # type: ignore[override]
         """One reproducible batch per crop size (validation scores each size alike)."""
         return [s.fixed(n, seed) for s in self.samplers]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next": self._next, "samplers": [s.state_dict() for s in self.samplers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._next = int(state["next"])
+        for s, st in zip(self.samplers, state["samplers"]):
+            s.load_state_dict(st)
 
 
 class SegmentSampler(_Sampler):

@@ -8,7 +8,8 @@ written to a temporary file and renamed, so a crash mid-write leaves the previou
 
 ``Stepper`` is one optimisation step as timm's ``train.py`` takes it: bf16 autocast on CUDA, gradient
 accumulation (DDP gradients synchronised on the last micro-batch only), gradient clipping, the optimizer
-step, the scheduler's ``step_update`` and the EMA update.
+step, an optional ``after_step`` hook (the codec trainer pins its encoder's gain there), the scheduler's
+``step_update`` and the EMA update.
 """
 from __future__ import annotations
 
@@ -122,19 +123,30 @@ def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], optimize
         save_file(tensors, str(tmp), metadata={"state": json.dumps(dict(state)), "rng": json.dumps(rngs)})
 
 
-def load_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer | None,
-                    named_params: Callable[[], Any] | None = None, restore_rng: bool = True) -> dict[str, Any]:
-    """Restore what :func:`save_checkpoint` wrote (this rank's generators too); returns its ``state``."""
-    path = Path(path)
+def _read_checkpoint(path: Path, tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(header metadata, tensors or nothing) of a checkpoint; a torn or foreign file is a CheckpointError."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            out = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except Exception as e:  # a torn or foreign file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}); delete it to "
                               "start over") from None
     if "state" not in meta:
         raise CheckpointError(f"{path}: no training state in its header; not a walloc-cdl checkpoint")
+    return meta, out
+
+
+def checkpoint_state(path: str | Path) -> dict[str, Any]:
+    """The ``state`` a checkpoint holds, read from its header alone (to check settings before loading)."""
+    return json.loads(_read_checkpoint(Path(path), tensors=False)[0]["state"])
+
+
+def load_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer | None,
+                    named_params: Callable[[], Any] | None = None, restore_rng: bool = True) -> dict[str, Any]:
+    """Restore what :func:`save_checkpoint` wrote (this rank's generators too); returns its ``state``."""
+    path = Path(path)
+    meta, tensors = _read_checkpoint(path, tensors=True)
     for name, m in modules.items():
         sub = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(f"{name}/")}
         m.load_state_dict(sub)
@@ -163,10 +175,10 @@ class Stepper:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, *,
                  amp: bool = True, accum_steps: int = 1, grad_clip: float | None = None,
-                 scheduler: Any = None, ema: Any = None):
+                 scheduler: Any = None, ema: Any = None, after_step: Callable[[], None] | None = None):
         self.model, self.optimizer, self.device = model, optimizer, device
         self.amp, self.accum, self.clip = amp, max(1, int(accum_steps)), grad_clip
-        self.scheduler, self.ema = scheduler, ema
+        self.scheduler, self.ema, self.after_step = scheduler, ema, after_step
         self.micro = 0      # micro-batches since the last update
         self.updates = 0    # optimizer updates so far
 
@@ -186,6 +198,8 @@ class Stepper:
             self.optimizer.zero_grad(set_to_none=True)
             self.micro = 0
             self.updates += 1
+            if self.after_step is not None:   # before the EMA, so it averages what the hook leaves
+                self.after_step()
             if self.scheduler is not None:
                 self.scheduler.step_update(num_updates=self.updates)
             if self.ema is not None:

@@ -37,7 +37,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import read_config_file, take
+from ..config import settings_from
 from ..files import atomic_path
 from ..data.loader import LatentDataset, make_loader
 from ..data.shards import read_info, write_json_atomic
@@ -93,9 +93,7 @@ class TrainConfig:
 
 def config_from(overrides: dict[str, Any] | None = None, file: str | Path | None = None) -> TrainConfig:
     """A :class:`TrainConfig` from a YAML/JSON file, then ``overrides`` (None values ignored)."""
-    values: dict[str, Any] = dict(read_config_file(file)) if file else {}
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return take(values, TrainConfig, str(file or "settings"))
+    return settings_from(TrainConfig, overrides, file)
 
 
 # -- distributed ------------------------------------------------------------------------------------
