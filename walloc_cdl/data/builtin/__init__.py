@@ -3,6 +3,9 @@
 * ``fashion-mnist``: Fashion-MNIST (real), 28² padded to 32², 10 classes.
 * ``words``: a *constructed* detail-sensitive set: one of 50 words rendered in a real font at a small size
   onto a 256² crop of a real photo; train and test differ in font family and in photo.
+* ``fineprint``: a *constructed* detail-sensitive set built only from what ``pip install`` brings: one digit
+  in one of matplotlib's fonts at a small size on a 32² background (matplotlib's sample images, procedural
+  textures); train and test differ in font and in background source.
 * ``instruments``: instrument family (10 acoustic GM families) of single notes rendered from a real
   sampled soundfont, stereo 44.1 kHz; trained on FluidR3, tested on FluidR3 and across soundfonts on
   TimGM6mb.
@@ -30,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "fashion-mnist": "walloc_cdl.data.builtin.fashion",
     "words": "walloc_cdl.data.builtin.words",
     "instruments": "walloc_cdl.data.builtin.instruments",
+    "fineprint": "walloc_cdl.data.builtin.fineprint",
 }
 
 
