@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from ..containers import pad_to_multiple
 from .shards import (INFO_NAME, ShardWriter, codec_block, latent_sample, make_info, read_info, shard_name,
                      write_info, write_json_atomic)
+from .remote import Output, open_output
 from .sources import Sample, Skipped, Source, SourceError, audio_to_codec, image_to_float, match_channels
 
 
@@ -262,8 +263,9 @@ class _Job:
     """One rank's pass over its items, with progress saved after every shard."""
 
     def __init__(self, source: Source, root: Path, codec: torch.nn.Module, options: EncodeOptions, rank: int,
-                 world: int, identity: dict[str, Any]):
+                 world: int, identity: dict[str, Any], out: Output | None = None):
         self.source, self.root, self.codec, self.o = source, root, codec, options
+        self.out = out or Output(root)
         self.rank, self.world, self.identity = rank, world, identity
         self.path = _progress_path(root, options.split, rank)
         self.state: dict[str, Any] = {"identity": identity, "next": [0, 0], "shards": [], "skipped": [],
@@ -285,6 +287,7 @@ class _Job:
         self.state["skipped"] += [{"item": i, "source": src, "reason": r} for i, src, r in keep]
         self.state["seconds"] = self.elapsed0 + time.perf_counter() - self.t0
         write_json_atomic(self.path, self.state)
+        self.out.push([name, self.path.name] if name else [self.path.name])  # the shard, then what counts it
 
     def run(self, indices: list[int], device: torch.device) -> dict[str, Any]:
         o = self.o
@@ -369,7 +372,8 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
     o = dataclasses.replace(options) if options is not None else EncodeOptions()
     o.check(source.kind)
     rank, world, local_rank = dist_env()
-    root = Path(output)
+    out = open_output(output)  # a folder, or a staging folder mirrored to s3:// / hf://
+    root = out.local
     root.mkdir(parents=True, exist_ok=True)
     device = torch.device(o.device)
     if device.type == "cuda" and device.index is None and world > 1:
@@ -378,7 +382,7 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
     block = codec_block(codec, codec_name, o.container)
     identity = json.loads(json.dumps({"options": o.identity(), "source": source.describe(),
                                       "codec_sha256": block["weights_sha256"], "world_size": world}))  # as saved
-    existing = list(root.glob(f"{o.split}-*.tar")) + list(root.glob(f".progress-{o.split}-r*.json"))
+    existing = out.pull(o.split) + list(root.glob(f"{o.split}-*.tar")) + list(root.glob(f".progress-{o.split}-r*.json"))
     group = _init_dist(world)
     try:
         if rank == 0 and existing and not o.resume:
@@ -386,6 +390,7 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
                 raise FileExistsError(f"{root} already holds split {o.split!r}; pass --resume to continue it or "
                                       "--overwrite to replace it")
             _clear_split(root, o.split)
+            out.clear(o.split)
         if rank == 0 and (root / INFO_NAME).exists():
             old = read_info(root).get("codec", {})
             key = "encoder_sha256" if old.get("encoder_sha256") else "weights_sha256"  # same encoder = same latents
@@ -395,10 +400,11 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
         _barrier(group)
         n = len(source) if o.limit is None else min(o.limit, len(source))
         indices = list(range(rank, n, world))
-        state = _Job(source, root, codec, o, rank, world, identity).run(indices, device)
+        state = _Job(source, root, codec, o, rank, world, identity, out).run(indices, device)
         _barrier(group)
         if rank == 0:
-            return _merge(root, source, block, o, world)
+            out.pull(o.split)  # every rank's progress, as the remote holds it
+            return _merge(root, source, block, o, world, out)
         return _rank_report(state)
     finally:
         if group is not None:
@@ -424,7 +430,8 @@ def _rank_report(state: dict[str, Any]) -> dict[str, Any]:
     return {k: state[k] for k in ("samples", "items", "skipped", "classes", "source_bytes", "seconds", "shards")}
 
 
-def _merge(root: Path, source: Source, block: dict[str, Any], o: EncodeOptions, world: int) -> dict[str, Any]:
+def _merge(root: Path, source: Source, block: dict[str, Any], o: EncodeOptions, world: int,
+           out: Output | None = None) -> dict[str, Any]:
     """Rank 0: all ranks' progress -> `_info.json` (this split, other splits kept) and the report."""
     states = []
     for r in range(world):
@@ -438,7 +445,8 @@ def _merge(root: Path, source: Source, block: dict[str, Any], o: EncodeOptions, 
     new = make_info(splits, block, name=info.get("name", ""), classes=classes,
                     **{"sources": {**info.get("sources", {}), o.split: {**source.describe(), "options": o.identity()}}})
     write_info(root, new)
-    out_bytes = sum((root / f).stat().st_size for f, _ in shards)
+    out = out or Output(root)
+    out_bytes = sum(out.size(f) for f, _ in shards)
     counts: dict[str, int] = {}
     for st in states:
         for c, n in st["classes"].items():
@@ -457,6 +465,7 @@ def _merge(root: Path, source: Source, block: dict[str, Any], o: EncodeOptions, 
         "size_ratio": round(out_bytes / src_bytes, 4) if src_bytes else None, "world_size": world,
     }
     write_json_atomic(root / f"_report_{o.split}.json", report)
+    out.push([f"_report_{o.split}.json", INFO_NAME])  # _info.json last: readers see a complete split
     return report
 
 
@@ -469,9 +478,11 @@ def _size(text: str) -> tuple[int, int]:
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="image folder (class subfolders = labels), audio folder, idx(.gz) file, "
-                                 "WebDataset .tar (or folder / brace pattern of them), saved HF dataset or "
-                                 "local .parquet/.arrow/.json/.csv files")
-    p.add_argument("output", help="dataset folder: shards, _info.json, _report_SPLIT.json")
+                                 "WebDataset .tar (or folder / brace pattern of them, also as https://, s3://, "
+                                 "hf:// or pipe: URLs), saved HF dataset, local .parquet/.arrow/.json/.csv files, "
+                                 "or an HF hub dataset hf://datasets/ORG/NAME (read in place, --split)")
+    p.add_argument("output", help="dataset folder, s3://BUCKET/PATH or hf://datasets/ORG/NAME: shards, "
+                                  "_info.json, _report_SPLIT.json")
     p.add_argument("--codec", required=True, help="shipped codec name or .safetensors/.pth path")
     p.add_argument("--split", default="train", help="split name in _info.json (encode splits one by one)")
     p.add_argument("--kind", choices=["image", "audio"], help="force the input kind of a folder")
@@ -513,7 +524,11 @@ def run(args: argparse.Namespace) -> int:
     from .sources import open_source
 
     src_kwargs = {k: v for k, v in (("column", args.column), ("label_column", args.label_column)) if v}
+    if args.input.startswith("hf://datasets/") and not args.input.endswith(".tar"):
+        src_kwargs["split"] = args.split  # an HF dataset read in place: --split names its split too
     source = open_source(args.input, kind=args.kind, **src_kwargs)
+    if getattr(source, "streamed", False):
+        args.workers = 0  # each worker would fetch every row group
     codec = load_codec(args.codec)
     opts = EncodeOptions(split=args.split, container=args.container, shard_size=args.shard_size,
                          resize=args.resize, crop=args.crop, crop_size=args.crop_size, views=args.views,

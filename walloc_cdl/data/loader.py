@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from ..bottleneck import ToNormal, companding_scale, latent_max
+from .remote import expand, is_url, join, safe_member, with_openers
 from .shards import LATENT_KEYS, decode_sample, read_info
 
 
@@ -121,6 +122,8 @@ class LatentDataset(torch.utils.data.IterableDataset):
 
     Yields (latent float32 (C, h, w) or (C, T), label) or, with `batch_size`, batches
     ((B, C, h, w), (B,)); `with_meta=True` appends the sample's JSON dict (unbatched only).
+    `root` is a folder or a URL (``s3://``, ``hf://datasets/ORG/NAME``, ``https://``: `_info.json` read there);
+    `urls` lists shards directly (URLs or brace patterns, e.g. ``https://host/train-{000..009}.tar``).
     """
 
     def __init__(self, root: str | Path, split: str = "train", *, training: bool = False,
@@ -128,13 +131,14 @@ class LatentDataset(torch.utils.data.IterableDataset):
                  crop: Sequence[int] | None = None, dequantize: bool = False, seed: int | None = 0,
                  with_meta: bool = False, urls: Sequence[str] | None = None):
         super().__init__()
-        self.root = Path(root)
-        self.info = read_info(root) if urls is None or (self.root / "_info.json").exists() else {"splits": {}}
+        self.root = root if is_url(str(root)) else Path(root)
+        local_info = not is_url(str(root)) and (self.root / "_info.json").exists()
+        self.info = read_info(root) if urls is None or local_info else {"splits": {}}
         if urls is None:
             if split not in self.info["splits"]:
                 raise KeyError(f"{root}: no split {split!r}; splits are {sorted(self.info['splits'])}")
-            urls = [str(self.root / f) for f in self.info["splits"][split]["filenames"]]
-        self.urls = list(urls)
+            urls = [join(root, f) for f in self.info["splits"][split]["filenames"]]
+        self.urls = expand(urls)
         if not self.urls:
             raise NoShardsError(f"{root}: split {split!r} lists no shards")
         split_info = self.info["splits"].get(split, {})
@@ -175,12 +179,13 @@ class LatentDataset(torch.utils.data.IterableDataset):
 
         if self.training:
             stages: list[Any] = [wds.ResampledShards(self.urls, seed=self.seed or 0, deterministic=self.seed is not None),
-                                 wds.tarfile_to_samples(handler=wds.warn_and_continue)]
+                                 with_openers, wds.tarfile_to_samples(handler=wds.warn_and_continue,
+                                                                      select_files=safe_member)]
             if self.shuffle:
                 stages.append(_Shuffle(self.shuffle, self.seed))
         else:
             stages = [wds.SimpleShardList(self.urls), wds.split_by_node, wds.split_by_worker,
-                      wds.tarfile_to_samples()]
+                      with_openers, wds.tarfile_to_samples(select_files=safe_member)]
         stages.append(wds.select(lambda s: any(k in s for k in LATENT_KEYS)))
         stages.append(_Stage(self._sample, self.seed, self.training))
         if self.batch_size:

@@ -191,11 +191,19 @@ def write_info(root: str | Path, info: Mapping[str, Any]) -> Path:
 
 
 def read_info(root: str | Path) -> dict[str, Any]:
-    path = Path(root) / INFO_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"{root}: no {INFO_NAME}; is this a walloc-cdl latent dataset (walloc-cdl encode)?")
+    """`_info.json` of a dataset folder or URL (``s3://``, ``hf://datasets/...``, ``https://``)."""
+    from .remote import is_url, join, read_bytes
+
+    if is_url(str(root)):
+        path: Any = join(root, INFO_NAME)
+        raw = read_bytes(path)
+    else:
+        path = Path(root) / INFO_NAME
+        if not path.exists():
+            raise FileNotFoundError(f"{root}: no {INFO_NAME}; is this a walloc-cdl latent dataset (walloc-cdl encode)?")
+        raw = path.read_bytes()
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(raw)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(info, dict) or not isinstance(info.get("splits"), dict):
@@ -208,7 +216,9 @@ def shard_paths(root: str | Path, split: str = "train") -> list[str]:
     info = read_info(root)
     if split not in info["splits"]:
         raise KeyError(f"{root}: no split {split!r}; splits are {sorted(info['splits'])}")
-    return [str(Path(root) / f) for f in info["splits"][split]["filenames"]]
+    from .remote import join
+
+    return [join(root, f) for f in info["splits"][split]["filenames"]]
 
 
 def count_samples(path: str | Path) -> int:
