@@ -34,6 +34,7 @@ class HubStandIn:
         self.faults: dict[str, list[int]] = {}
         self.requests: list[tuple[str, str]] = []
         self.auth: list[str | None] = []  # Authorization header of every request
+        self.served: dict[str, int] = {}  # file path -> body bytes sent (range requests count their part)
         self.lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"hub": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -172,8 +173,15 @@ class _Handler(BaseHTTPRequestHandler):
             if start >= len(data):
                 return self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+            self._count(parts, end + 1 - start)
             return self._send(206, data[start:end + 1], headers)
+        self._count(parts, 0 if head else len(data))
         self._send(200, data, {**headers, "Content-Length": str(len(data))}, head)
+
+    def _count(self, parts: list[str], n: int) -> None:
+        key = "/" + "/".join(parts)
+        with self.hub.lock:
+            self.hub.served[key] = self.hub.served.get(key, 0) + n
 
     # -- API -----------------------------------------------------------------------------------------
     def _entries(self, tree: dict[str, bytes], prefix: str, recursive: bool) -> list[dict]:

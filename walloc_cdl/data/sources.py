@@ -570,7 +570,7 @@ class HFStreamSource(Source):
         self._starts: list[int] = []
         total, feats = 0, None
         for url in files:
-            pf = pq.ParquetFile(fsspec.open(url, "rb").open())
+            pf = pq.ParquetFile(fsspec.open(url, "rb", block_size=1 << 20).open())  # 1 MiB range reads
             self._starts.append(total)
             offsets, n = [], 0
             for g in range(pf.metadata.num_row_groups):
