@@ -7,7 +7,7 @@ It answers what huggingface_hub and datasets ask of the hub when reading and pus
   ``X-Error-Code: EntryNotFound``, a missing repo ``RepoNotFound``, a missing revision ``RevisionNotFound``;
 * ``GET /api/{models,datasets}/ORG/REPO[/revision/REV]`` (repo info with siblings),
   ``GET /api/.../tree/REV[/PATH]`` and ``POST /api/.../paths-info/REV`` (HfFileSystem listings);
-* ``POST /api/repos/create``, ``POST /api/.../preupload/REV`` (every file "regular") and
+* ``POST /api/repos/create``, ``POST /api/validate-yaml``, ``POST /api/.../preupload/REV`` (every file "regular") and
   ``POST /api/.../commit/REV`` (ndjson with base64 file contents): HfApi.create_commit / upload_file.
 
 ``faults`` injects errors: ``hub.faults["/ORG/REPO/resolve/main/x.tar"] = [503, 503]`` answers the next two
@@ -215,6 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.hub.commit(repo_id, {".gitattributes": b""}, repo_type)
             prefix = "" if repo_type == "model" else f"{repo_type}s/"
             return self._json({"url": f"{self.hub.url}/{prefix}{repo_id}", "name": repo_id})
+        if parts[:1] == ["validate-yaml"] and method == "POST":  # README metadata check before a commit
+            self._body()
+            return self._json({"errors": [], "warnings": []})
         if not parts or parts[0] not in ("models", "datasets", "spaces"):
             return self._error(404, "NotFound", "unknown API route")
         repo_type, repo_id, rest = _split_repo(parts)

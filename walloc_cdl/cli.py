@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-codec": ("walloc_cdl.training.cli", "train a WaLLoC codec on images or audio from a closed-form PCA start"),
     "preview": ("walloc_cdl.preview", "picture an input, its reconstruction (PSNR, bpp) and its latent channels; "
                                       "images, audio or stored latents"),
+    "export": ("walloc_cdl.data.export", "write a latent dataset as parquet tiles + labels (load_dataset, hub)"),
     "compare": ("walloc_cdl.compare", "train one model on WaLLoC latents vs equal-dimension downsampling vs full "
                                       "resolution; print and save the table and plot"),
 }

@@ -124,16 +124,25 @@ class LatentDataset(torch.utils.data.IterableDataset):
     ((B, C, h, w), (B,)); `with_meta=True` appends the sample's JSON dict (unbatched only).
     `root` is a folder or a URL (``s3://``, ``hf://datasets/ORG/NAME``, ``https://``: `_info.json` read there);
     `urls` lists shards directly (URLs or brace patterns, e.g. ``https://host/train-{000..009}.tar``).
+    `latent_column` reads a parquet set of latent tiles instead (:mod:`walloc_cdl.data.parquet`: upstream's
+    hub sets with `codec=` naming their layout, or ``walloc-cdl export`` output).
     """
 
     def __init__(self, root: str | Path, split: str = "train", *, training: bool = False,
                  epoch_length: int | None = None, batch_size: int | None = None, shuffle: int = 2000,
                  crop: Sequence[int] | None = None, dequantize: bool = False, seed: int | None = 0,
-                 with_meta: bool = False, urls: Sequence[str] | None = None):
+                 with_meta: bool = False, urls: str | Sequence[str] | None = None, latent_column: str | None = None,
+                 codec: Any = None, label_column: str | None = None):
         super().__init__()
         self.root = root if is_url(str(root)) else Path(root)
         local_info = not is_url(str(root)) and (self.root / "_info.json").exists()
-        self.info = read_info(root) if urls is None or local_info else {"splits": {}}
+        self._expand = None  # parquet tiles: a stage yielding decoded samples instead of tar members
+        if latent_column is not None:
+            from .parquet import open_parquet_latents
+
+            self.info, urls, self._expand = open_parquet_latents(str(root), split, latent_column, codec, label_column)
+        else:
+            self.info = read_info(root) if urls is None or local_info else {"splits": {}}
         if urls is None:
             if split not in self.info["splits"]:
                 raise KeyError(f"{root}: no split {split!r}; splits are {sorted(self.info['splits'])}")
@@ -166,7 +175,7 @@ class LatentDataset(torch.utils.data.IterableDataset):
         self.pipeline = self._build()
 
     def _sample(self, raw: dict, rng: random.Random | None) -> tuple:
-        s = decode_sample(raw, meta=self.with_meta)
+        s = raw if isinstance(raw.get("latent"), torch.Tensor) else decode_sample(raw, meta=self.with_meta)
         z = s["latent"]
         if self.crop is not None:
             z = random_crop(z, self.crop, rng)
@@ -179,14 +188,14 @@ class LatentDataset(torch.utils.data.IterableDataset):
 
         if self.training:
             stages: list[Any] = [wds.ResampledShards(self.urls, seed=self.seed or 0, deterministic=self.seed is not None),
-                                 with_openers, wds.tarfile_to_samples(handler=wds.warn_and_continue,
-                                                                      select_files=safe_member)]
+                                 with_openers, self._expand or wds.tarfile_to_samples(handler=wds.warn_and_continue,
+                                                                                      select_files=safe_member)]
             if self.shuffle:
                 stages.append(_Shuffle(self.shuffle, self.seed))
         else:
             stages = [wds.SimpleShardList(self.urls), wds.split_by_node, wds.split_by_worker,
-                      with_openers, wds.tarfile_to_samples(select_files=safe_member)]
-        stages.append(wds.select(lambda s: any(k in s for k in LATENT_KEYS)))
+                      with_openers, self._expand or wds.tarfile_to_samples(select_files=safe_member)]
+        stages.append(wds.select(lambda s: "latent" in s or any(k in s for k in LATENT_KEYS)))
         stages.append(_Stage(self._sample, self.seed, self.training))
         if self.batch_size:
             stages.append(wds.batched(self.batch_size, collation_fn=_collate, partial=not self.training))
