@@ -18,9 +18,14 @@ Writing and reading::
 
 Other readers: plain ``webdataset.WebDataset`` (+ `decode_sample`), HF
 ``load_dataset("webdataset", data_files=...)`` (``latent.npy`` arrives as int8 nested lists, ``cls`` int,
-``json`` dict) and timm's ``ReaderWds(root, split, input_key="latent.webp;latent.png;jpg",
-input_img_mode="")`` for image containers (timm decodes with PIL, so it hands back the tiles:
-`walloc_cdl.containers.pil_to_latent` turns them into latents; it cannot decode .npy).
+``json`` dict) and timm, for image containers (``--container webp|png``; timm decodes with PIL)::
+
+    ds = timm.data.create_dataset("wds/latents", root=ROOT, split="train", is_training=True, batch_size=256,
+                                  **timm_dataset_kwargs(ROOT))      # yields (latent tensor, class)
+
+:func:`timm_dataset_kwargs` names the tile member, turns off timm's RGB conversion and adds the
+transform from tile to latent; timm's ReaderWds reads `_info.json` (splits, filenames, shard_lengths,
+num_samples) as it is.
 Latents are never stored as .pth (webdataset's .pth decoder unpickles).
 """
 from __future__ import annotations
@@ -182,6 +187,21 @@ def make_info(splits: Mapping[str, Sequence[tuple[str, int]]], codec: Mapping[st
         info["codec"] = dict(codec)
     info.update(extra)
     return info
+
+
+def timm_dataset_kwargs(root: str | Path) -> dict[str, Any]:
+    """Keyword arguments for ``timm.data.create_dataset("wds/...", root=ROOT, ...)`` over our shards.
+
+    ``input_key`` lists the tile member and then ``jpg``: timm's ReaderWds decodes the first listed key
+    it finds and renames its result from ``jpg`` (reader_wds.py, ``_decode`` then ``wds.rename``), so the
+    last alternative is what it yields. ``input_img_mode=""`` keeps the tile's pixels as stored."""
+    from ..containers import TileToLatent
+
+    container = read_info(root).get("codec", {}).get("container", "npy")
+    if container not in ("webp", "png"):
+        raise ValueError(f"{root}: timm decodes images with PIL; its {container!r} latents need "
+                         "walloc_cdl.LatentDataset (or re-encode with --container webp)")
+    return {"input_key": f"{CONTAINERS[container]};jpg", "input_img_mode": "", "transform": TileToLatent()}
 
 
 def write_info(root: str | Path, info: Mapping[str, Any]) -> Path:
