@@ -351,6 +351,29 @@ def test_encode_to_s3_kill9_mid_upload_then_resume_exactly_once(s3, gray, tmp_pa
         sum((ref / f).stat().st_size for f in ref_info["splits"]["train"]["filenames"])
 
 
+def test_encode_tar_inputs_over_pipe_s3_and_hf(s3, hub, gray, tmp_path):
+    fs, _ = s3
+    _pixel_shards(tmp_path / "pix")
+    bucket = _bucket(fs)
+    org = f"o{uuid.uuid4().hex[:10]}"
+    files = {}
+    for p in sorted((tmp_path / "pix").iterdir()):
+        fs.put_file(str(p), f"{bucket}/pix/{p.name}")
+        files[f"shards/{p.name}"] = p.read_bytes()
+    hub.commit(f"{org}/pix", files, "dataset")
+    specs = {"local": str(tmp_path / "pix" / "train-{0..2}.tar"),
+             "pipe": f"pipe:cat {tmp_path / 'pix'}/train-{{0..2}}.tar",
+             "s3": f"s3://{bucket}/pix/train-{{0..2}}.tar",
+             "hf": f"hf://datasets/{org}/pix/shards/train-{{0..2}}.tar"}
+    got = {}
+    for name, spec in specs.items():
+        out = tmp_path / f"lat-{name}"
+        assert cli(["encode", spec, str(out), "--codec", str(gray[1]), "--workers", "0", "--no-progress"]) == 0, name
+        got[name] = sorted((k.split("-", 1)[1], float(z.sum())) for k, z in _local_samples(out).items())
+    assert len(got["local"]) == 12 and all(v == got["local"] for v in got.values())
+    assert json.loads((tmp_path / "lat-hf" / "_report_train.json").read_text())["skipped"] == []
+
+
 def test_loader_over_an_s3_root_trains_and_evaluates(s3, gray, tmp_path):
     fs, _ = s3
     images = _idx_files(tmp_path / "idx", 24)
@@ -415,6 +438,12 @@ def test_encode_hf_dataset_reads_row_groups_in_place(hub, gray, tmp_path):
 
     cached = Path(constants.HF_HUB_CACHE) / f"datasets--{org}--pix"
     assert list(cached.rglob("README.md")) and not list(cached.rglob("*.parquet"))  # no parquet downloaded whole
+    from walloc_cdl.data.sources import HFStreamSource, SourceError, open_source
+
+    src = open_source(f"{org}/pix", split="train")  # the bare id a user types
+    assert isinstance(src, HFStreamSource) and len(src) == 36 and src.classes == ["a", "b", "c"]
+    with pytest.raises(SourceError, match=f"{org}/absent: no such local path, and not readable as the hub dataset"):
+        open_source(f"{org}/absent")
     with pytest.raises(Exception, match="no split 'nope'"):
         cli(["encode", f"hf://datasets/{org}/pix", str(tmp_path / "x"), "--split", "nope", "--codec", str(gray[1])])
 

@@ -62,11 +62,12 @@ def main(argv: list[str] | None = None) -> int:
                                   formatter_class=HelpFormatter)
     module.configure_parser(sub)
     args = sub.parse_args(argv[1:])
+    from .data.remote import RemoteError
     from .hub import HubError
 
     try:
         return int(module.run(args) or 0)
-    except HubError as e:  # hub/remote problems are the user's to fix: the message says how, no traceback
+    except (HubError, RemoteError) as e:  # hub/remote problems are the user's to fix: the message says how, no traceback
         print(f"walloc-cdl {name}: {e}", file=sys.stderr)
         return 1
 

@@ -524,7 +524,7 @@ def run(args: argparse.Namespace) -> int:
     from .sources import open_source
 
     src_kwargs = {k: v for k, v in (("column", args.column), ("label_column", args.label_column)) if v}
-    if args.input.startswith("hf://datasets/") and not args.input.endswith(".tar"):
+    if not args.input.endswith(".tar") and (args.input.startswith("hf://datasets/") or not Path(args.input).exists()):
         src_kwargs["split"] = args.split  # an HF dataset read in place: --split names its split too
     source = open_source(args.input, kind=args.kind, **src_kwargs)
     if getattr(source, "streamed", False):

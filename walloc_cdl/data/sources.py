@@ -777,6 +777,12 @@ def open_source(spec: str | Path, kind: str | None = None, **kwargs: Any) -> Sou
             return HFStreamSource(s, split=split, **kwargs)
         return WdsSource(s, kind=kind)
     p = Path(s)
+    if not p.exists() and re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", s):  # a hub dataset id, as users type it
+        try:
+            return HFStreamSource(f"hf://datasets/{s}", split=kwargs.pop("split", None), **kwargs)
+        except Exception as e:  # noqa: BLE001 - say both readings
+            raise SourceError(f"{s}: no such local path, and not readable as the hub dataset hf://datasets/{s} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     if "idx" in p.name and p.is_file() and "images" in p.name:
         stem = p.name.replace("images-idx3", "labels-idx1").removesuffix(".gz")
         lab = next((q for q in (p.with_name(stem), p.with_name(stem + ".gz")) if q.exists()), None)
