@@ -172,6 +172,13 @@ def test_cli_honours_hf_env_and_every_codec_option(hub, tmp_path):
     assert json.loads(r.stdout)["weights_sha256"] == state_dict_sha256(codec)
     assert list((tmp_path / "cache").glob(f"models--{org}--c/snapshots/*/g4.safetensors"))
     assert "Bearer hf_loopbacktoken" in hub.auth
+    # without HF_HUB_CACHE the cache is HF_HOME/hub
+    home = {k: v for k, v in env.items() if k != "HF_HUB_CACHE"}
+    r = subprocess.run([sys.executable, "-m", "walloc_cdl.cli", "info", name], capture_output=True, text=True,
+                       env={**{k: v for k, v in os.environ.items() if k != "HF_HUB_CACHE"}, **home,
+                            "HF_HOME": str(tmp_path / "home")}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert list((tmp_path / "home" / "hub").glob(f"models--{org}--c/snapshots/*/g4.safetensors"))
     # encode and preview take the same names
     from PIL import Image
 

@@ -135,7 +135,7 @@ def test_encode_brace_pattern_over_http_and_read_back_from_an_http_root(http, gr
     local = _local_samples(out)
     assert len(local) == 12
     # the latents equal those of the decoded PNGs
-    z = gray[0].encode(torch.from_numpy(np.asarray(Image.open(io.BytesIO(_png(5)))))[None, None])[0]
+    z = gray[0].encode(torch.from_numpy(np.array(Image.open(io.BytesIO(_png(5)))))[None, None])[0]
     key5 = next(k for k in local if k.endswith("img005"))
     assert torch.equal(local[key5], z.float())
     # the same dataset served over HTTP: LatentDataset reads _info.json and the shards there

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(module.run(args) or 0)
-    except (HubError, RemoteError) as e:  # hub/remote problems are the user's to fix: the message says how, no traceback
+    except (HubError, RemoteError) as e:  # the user's to fix, and the message says how: no traceback
         print(f"walloc-cdl {name}: {e}", file=sys.stderr)
         return 1
 

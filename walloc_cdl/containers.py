@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -353,7 +354,9 @@ def check_declared_size(img: Image.Image, where: str = "latent tile") -> None:
 def _open_image(data: bytes, where: str) -> Image.Image:
     """Image.open (reads the header only) + the declared-size check; PIL's own bomb check is kept."""
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # our own limit below is the stricter one
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise ValueError(f"{where}: {e}; refused before decoding") from None
     check_declared_size(img, where)

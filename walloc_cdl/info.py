@@ -30,8 +30,8 @@ def describe(name_or_path: str) -> dict:
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("codec", nargs="?", help="shipped codec name, official .pth (+ .json) or .safetensors; "
-                                            "omit to list the shipped codecs")
+    p.add_argument("codec", nargs="?", help="shipped codec name, official .pth (+ .json), .safetensors or hub "
+                                            "name hf://ORG/REPO[@REV]/NAME; omit to list the shipped codecs")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -382,7 +382,8 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
     block = codec_block(codec, codec_name, o.container)
     identity = json.loads(json.dumps({"options": o.identity(), "source": source.describe(),
                                       "codec_sha256": block["weights_sha256"], "world_size": world}))  # as saved
-    existing = out.pull(o.split) + list(root.glob(f"{o.split}-*.tar")) + list(root.glob(f".progress-{o.split}-r*.json"))
+    existing = out.pull(o.split) + list(root.glob(f"{o.split}-*.tar")) + \
+        list(root.glob(f".progress-{o.split}-r*.json"))
     group = _init_dist(world)
     try:
         if rank == 0 and existing and not o.resume:
@@ -483,7 +484,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                                  "or an HF hub dataset hf://datasets/ORG/NAME (read in place, --split)")
     p.add_argument("output", help="dataset folder, s3://BUCKET/PATH or hf://datasets/ORG/NAME: shards, "
                                   "_info.json, _report_SPLIT.json")
-    p.add_argument("--codec", required=True, help="shipped codec name or .safetensors/.pth path")
+    p.add_argument("--codec", required=True, help="shipped codec name, .safetensors/.pth path or hub name "
+                                                   "hf://ORG/REPO[@REV]/NAME (RGB_16x, RGB_4x, stereo_5x, stereo_20x)")
     p.add_argument("--split", default="train", help="split name in _info.json (encode splits one by one)")
     p.add_argument("--kind", choices=["image", "audio"], help="force the input kind of a folder")
     p.add_argument("--column", help="HF dataset: image/audio column (default: the first Image/Audio feature)")

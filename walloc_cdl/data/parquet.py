@@ -17,7 +17,8 @@ import math
 import re
 from typing import Any, Iterable, Iterator, Mapping
 
-UPSTREAM_NAME = re.compile(r"^(?:hf://.*/)?(?P<kind>RGB|Stereo|Gray|Mono)_(?:Li_)?(?P<N>\d+)c_J(?P<J>\d+)_nf(?P<bits>\d+)")
+UPSTREAM_NAME = re.compile(r"^(?:hf://.*/)?(?P<kind>RGB|Stereo|Gray|Mono)_(?:Li_)?(?P<N>\d+)c_J(?P<J>\d+)"
+                           r"_nf(?P<bits>\d+)")
 
 
 def tile_layout(codec: Any) -> tuple[int, int, int]:
