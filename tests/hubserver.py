@@ -11,7 +11,8 @@ It answers what huggingface_hub and datasets ask of the hub when reading and pus
   ``POST /api/.../commit/REV`` (ndjson with base64 file contents): HfApi.create_commit / upload_file.
 
 ``faults`` injects errors: ``hub.faults["/ORG/REPO/resolve/main/x.tar"] = [503, 503]`` answers the next two
-requests for that path with 503. ``requests`` logs (method, path) of every request, ``auth`` its
+requests for that path with 503; ``stall[prefix] = threading.Event()`` holds requests under that path unread
+(``stalled`` is set) until the event is set, then drops them unapplied. ``requests`` logs (method, path) of every request, ``auth`` its
 Authorization header.
 """
 from __future__ import annotations
@@ -32,6 +33,8 @@ class HubStandIn:
     def __init__(self) -> None:
         self.repos: dict[tuple[str, str], dict] = {}  # (type, repo_id) -> {"refs": {name: sha}, "commits": {sha: {path: bytes}}}
         self.faults: dict[str, list[int]] = {}
+        self.stall: dict[str, threading.Event] = {}  # path prefix -> hold such requests unread until set, then drop
+        self.stalled = threading.Event()  # set when a request is being held
         self.requests: list[tuple[str, str]] = []
         self.auth: list[str | None] = []  # Authorization header of every request
         self.served: dict[str, int] = {}  # file path -> body bytes sent (range requests count their part)
@@ -131,6 +134,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub.auth.append(self.headers.get("Authorization"))
         if self._fault(path, method == "HEAD"):
             return
+        held = next((e for p, e in self.hub.stall.items() if path.startswith(p) and not e.is_set()), None)
+        if held is not None:  # as if the body were still on its way: never applied, connection dropped
+            self.hub.stalled.set()
+            held.wait(300)
+            self.close_connection = True
+            return
         parts = [p for p in path.split("/") if p]
         try:
             if parts[:1] == ["api"]:
@@ -210,10 +219,11 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(self._body() or b"{}")
             repo_type = body.get("type") or "model"
             repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
-            if (repo_type, repo_id) in self.hub.repos:
-                return self._error(409, "RepoExists", "You already created this repo")
-            self.hub.commit(repo_id, {".gitattributes": b""}, repo_type)
             prefix = "" if repo_type == "model" else f"{repo_type}s/"
+            if (repo_type, repo_id) in self.hub.repos:  # the hub's 409 names the repo's URL too
+                return self._json({"error": "You already created this repo", "url": f"{self.hub.url}/{prefix}{repo_id}"},
+                                  409)
+            self.hub.commit(repo_id, {".gitattributes": b""}, repo_type)
             return self._json({"url": f"{self.hub.url}/{prefix}{repo_id}", "name": repo_id})
         if parts[:1] == ["validate-yaml"] and method == "POST":  # README metadata check before a commit
             self._body()

@@ -459,3 +459,36 @@ def test_encode_to_an_hf_dataset_repo_and_read_it_back(hub, gray, tmp_path):
     commits = [p for m, p in hub.requests if p.startswith(f"/api/datasets/{org}/lat/commit/")]
     assert len(commits) == 5  # one per shard (with its progress), the closing progress, report + _info.json
     assert sorted(m["item"] for _, _, m in LatentDataset(url, "train", with_meta=True)) == list(range(18))
+
+
+def test_encode_to_hf_kill9_mid_commit_then_resume_exactly_once(hub, gray, tmp_path):
+    images = _idx_files(tmp_path / "idx", 30)
+    org = f"o{uuid.uuid4().hex[:10]}"
+    url = f"hf://datasets/{org}/lat"
+    ref = tmp_path / "ref"
+    assert cli(_encode_cmd(images, str(ref), gray[1])[3:]) == 0
+    base = dict(os.environ, PYTHONPATH=str(REPO), WALLOC_CDL_CACHE=str(tmp_path / "c1"))
+    commits = f"/api/datasets/{org}/lat/commit/"
+    gate = threading.Event()
+    proc = subprocess.Popen(_encode_cmd(images, url, gray[1]), env=base, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while sum(1 for m, p in hub.requests if p.startswith(commits)) < 2 and time.time() < deadline:
+        time.sleep(0.02)  # two shards committed
+    hub.stalled.clear()
+    hub.stall[commits] = gate  # the third commit is held: in flight when the job dies
+    assert hub.stalled.wait(120)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    gate.set()
+    tree = hub.tree(f"{org}/lat", repo_type="dataset")
+    assert "_info.json" not in tree and "train-000004.tar" not in tree
+    env2 = dict(base, WALLOC_CDL_CACHE=str(tmp_path / "c2"))  # another machine: only the repo remembers
+    r = subprocess.run(_encode_cmd(images, url, gray[1], "--resume"), env=env2, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    tree = hub.tree(f"{org}/lat", repo_type="dataset")
+    ref_info = json.loads((ref / "_info.json").read_text())
+    assert json.loads(tree["_info.json"])["splits"] == ref_info["splits"]
+    assert all(tree[f] == (ref / f).read_bytes() for f in ref_info["splits"]["train"]["filenames"])
+    assert sorted(m["item"] for _, _, m in LatentDataset(url, "train", with_meta=True)) == list(range(30))
