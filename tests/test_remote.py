@@ -79,6 +79,19 @@ def _raw(root, split):
     return list(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples()))
 
 
+def test_url_and_name_checks():
+    from walloc_cdl.data.remote import is_url, join, safe_member, unsafe_name
+
+    assert [is_url(x) for x in ("hf://o/r", "s3://b/k", "pipe:cat a", "https://h/a", "data:v2/x", "C:/x", "/x")] == \
+        [True, True, True, True, False, False, False]
+    assert [unsafe_name(n) for n in ("a/b.tar", "../a", "a/../../b", "/etc/x", "C:\\x", "pipe:rm", "s3://b/x")] == \
+        [None, "'..' in path", "'..' in path", "absolute path", "absolute path", "a URL", "a URL"]
+    assert join("s3://b/root/", "train-0.tar") == "s3://b/root/train-0.tar"
+    with pytest.raises(ValueError, match="refused"):
+        join("/data", "../x.tar")
+    assert [safe_member(n) for n in ("k.latent.npy", "k.PTH", "k.pkl", "../k.cls")] == [True, False, False, False]
+
+
 # -- a plain HTTP server with fault injection ----------------------------------------------------------
 
 class _Files(SimpleHTTPRequestHandler):

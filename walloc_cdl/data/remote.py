@@ -47,9 +47,12 @@ class RemoteError(OSError):
     """A remote file that cannot be read or written; the message names the URL and the reason."""
 
 
+SCHEMES = ("http", "https", "hf", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "pipe")
+
+
 def is_url(spec: object) -> bool:
-    """True for ``scheme:...`` strings (https, s3, hf, pipe, ...); single letters are Windows drives."""
-    return isinstance(spec, str) and _URL.match(spec) is not None and not spec.startswith("file:")
+    """True for URLs of the schemes we open (https, s3, hf, pipe, ...); a local name like 'data:v2' is a path."""
+    return isinstance(spec, str) and scheme(spec) in SCHEMES
 
 
 def scheme(url: str) -> str:
