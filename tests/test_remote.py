@@ -160,6 +160,11 @@ def test_encode_brace_pattern_over_http_and_read_back_from_an_http_root(http, gr
     assert len(got) == 12 and all(isinstance(v, torch.Tensor) for v in got.values())
     assert sorted(torch.stack(list(local.values())).sum(dim=(1, 2, 3)).tolist()) == \
         sorted(torch.stack(list(got.values())).sum(dim=(1, 2, 3)).tolist())
+    # two loader workers (forked after the parent read _info.json over HTTP) share the shards
+    from walloc_cdl.data.loader import make_loader
+
+    loader = make_loader(LatentDataset(f"{url}/lat", "train", batch_size=2), num_workers=2, persistent_workers=False)
+    assert sum(len(y) for _, y in loader) == 12
     # urls= takes a brace pattern of shard URLs directly
     assert sum(1 for _ in LatentDataset("unused", urls=f"{url}/lat/train-{{000000..000002}}.tar")) == 12
 

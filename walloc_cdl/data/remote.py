@@ -112,12 +112,15 @@ def _retries() -> int:
 
 
 _SESSION: Any = None
+_SESSION_PID = -1
 
 
 def _session() -> Any:
-    """A requests session whose adapter retries transient failures (urllib3 Retry, exponential backoff)."""
-    global _SESSION
-    if _SESSION is None:
+    """A requests session whose adapter retries transient failures (urllib3 Retry, exponential backoff);
+    one per process, so forked loader workers never share a parent's keep-alive sockets."""
+    global _SESSION, _SESSION_PID
+    if _SESSION is None or _SESSION_PID != os.getpid():
+        _SESSION_PID = os.getpid()
         import requests
         from requests.adapters import HTTPAdapter
         from urllib3.util import Retry
