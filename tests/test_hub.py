@@ -115,7 +115,7 @@ def test_missing_names_are_one_clear_error(hub, tmp_path, cache):
     hub.commit(f"{org}/r", {"README.md": b"hi"})
     with pytest.raises(HubError, match=r"has no x\.safetensors or x\.pth"):
         load_codec(f"hf://{org}/r/x")
-    with pytest.raises(HubError, match="repository .* not found"):
+    with pytest.raises(HubError, match=rf"^hf://{org}/absent/x: repository {org}/absent not found on http://127"):
         load_codec(f"hf://{org}/absent/x")
     with pytest.raises(HubError, match="model repos"):
         load_codec(f"hf://datasets/{org}/r/x")
@@ -151,6 +151,7 @@ def test_offline_miss_names_file_cache_and_fix(hub, tmp_path, cache, monkeypatch
     msg = str(e.value)
     assert "\n" not in msg and "stereo_5x.pth" in msg and str(cache) in msg and "HF_HUB_OFFLINE" in msg
     assert "hf download danjacobellis/walloc stereo_5x.pth stereo_5x.json" in msg
+    assert msg.startswith("hf://danjacobellis/walloc/stereo_5x: stereo_5x.pth or stereo_5x.safetensors is not in")
     assert len(hub.requests) == before
 
 
@@ -197,3 +198,4 @@ def test_cli_honours_hf_env_and_every_codec_option(hub, tmp_path):
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "g4.safetensors or g4.pth" in lines[0] and str(tmp_path / "empty") in lines[0]
+

@@ -84,11 +84,20 @@ def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _missing(name: str, ref: HubRef, files: list[str], why: str) -> HubError:
-    listed = " or ".join(files)
-    fix = (f"run once with network access (or `hf download {ref.repo_id} {' '.join(files)}"
+class _Miss(HubError):
+    """A file neither in the cache nor downloadable now (offline, hub unreachable); `why` says which."""
+
+    def __init__(self, message: str, why: str):
+        super().__init__(message)
+        self.why = why
+
+
+def _missing(name: str, ref: HubRef, files: list[str], why: str, fetch: list[str] | None = None) -> _Miss:
+    """One line: the files, the cache, why they cannot be downloaded now, and the command that would."""
+    fix = (f"run once with network access (or `hf download {ref.repo_id} {' '.join(fetch or files)}"
            f"{' --revision ' + ref.revision if ref.revision else ''}`) to fill the cache, or unset HF_HUB_OFFLINE")
-    return HubError(f"{name}: {listed} is not in the Hugging Face cache ({cache_dir()}) and {why}; {fix}")
+    return _Miss(f"{name}: {' or '.join(files)} is not in the Hugging Face cache ({cache_dir()}) and {why}; {fix}",
+                 why)
 
 
 def download(ref: HubRef, filename: str, name: str | None = None) -> str | None:
@@ -145,27 +154,23 @@ def fetch_codec(name: str) -> Path:
     candidates = [stem] if stem.endswith(WEIGHT_SUFFIXES) else [stem + s for s in WEIGHT_SUFFIXES]
     if ref.repo_id == OFFICIAL_REPO and not stem.endswith(WEIGHT_SUFFIXES):
         candidates = candidates[::-1]  # walloc's repo holds .pth files: ask for those first
+    sidecar = str(Path(stem).with_suffix("")) + ".json"
     weights = None
-    misses: list[HubError] = []
+    misses: list[_Miss] = []
     for cand in candidates:
         try:
             weights = download(ref, cand, name)
-        except HubError as e:  # offline: the other candidate may be cached
+        except _Miss as e:  # offline or unreachable: the other candidate may be cached
             misses.append(e)
             continue
         if weights is not None:
             break
     if weights is None:
-        if misses:  # every file tried, the reason of the last miss, the preferred file (+ .json) to fetch
-            why = str(misses[-1]).split(") and ", 1)[-1].split("; run once", 1)[0]
-            sidecar = str(Path(stem).with_suffix("")) + ".json"
-            err = _missing(name, ref, [candidates[0], sidecar], why)
-            raise HubError(str(err).replace(f"{candidates[0]} or {sidecar} is", f"{' or '.join(candidates)} is", 1)) \
-                from None
+        if misses:  # every file tried, why, and the preferred pair to fetch
+            raise _missing(name, ref, candidates, misses[-1].why, fetch=[candidates[0], sidecar]) from None
         raise HubError(f"{name}: {ref.repo_id}{'@' + ref.revision if ref.revision else ''} has no "
                        f"{' or '.join(candidates)} ({_endpoint()})")
     path = Path(weights)
-    sidecar = str(Path(stem).with_suffix("")) + ".json"
     pinned = HubRef(ref.repo_id, ref.path, path.parent.name if _is_commit(path.parent.name) else ref.revision)
     try:  # the same commit as the weights, so the pair cannot straddle a push
         download(pinned, sidecar, name)
