@@ -26,13 +26,10 @@ continues from what the remote holds, with every sample exactly once.
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import logging
 import os
 import re
 import shutil
-import time
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Iterable
 
@@ -199,13 +196,6 @@ def read_bytes(spec: str | Path) -> bytes:
             return f.read()
     with open_url(str(spec)) as f:
         return f.read()
-
-
-def read_json(spec: str | Path) -> Any:
-    try:
-        return json.loads(read_bytes(spec))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{spec}: not valid JSON ({e})") from None
 
 
 def fetch(url: str, folder: Path | None = None) -> Path:
