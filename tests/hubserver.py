@@ -11,8 +11,8 @@ It answers what huggingface_hub and datasets ask of the hub when reading and pus
   ``POST /api/.../commit/REV`` (ndjson with base64 file contents): HfApi.create_commit / upload_file.
 
 ``faults`` injects errors: ``hub.faults["/ORG/REPO/resolve/main/x.tar"] = [503, 503]`` answers the next two
-requests for that path with 503; ``stall[prefix] = threading.Event()`` holds requests under that path unread
-(``stalled`` is set) until the event is set, then drops them unapplied. ``requests`` logs (method, path) of every request, ``auth`` its
+requests for that path with 503; ``stall[prefix] = [n, threading.Event()]`` lets n requests under that path
+pass, then holds the next ones unread (``stalled`` is set) until the event is set, and drops them unapplied. ``requests`` logs (method, path) of every request, ``auth`` its
 Authorization header.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ class HubStandIn:
     def __init__(self) -> None:
         self.repos: dict[tuple[str, str], dict] = {}  # (type, repo_id) -> {"refs": {name: sha}, "commits": {sha: {path: bytes}}}
         self.faults: dict[str, list[int]] = {}
-        self.stall: dict[str, threading.Event] = {}  # path prefix -> hold such requests unread until set, then drop
+        self.stall: dict[str, list] = {}  # path prefix -> [n, event]: let n such requests pass, hold the next ones
         self.stalled = threading.Event()  # set when a request is being held
         self.requests: list[tuple[str, str]] = []
         self.auth: list[str | None] = []  # Authorization header of every request
@@ -134,7 +134,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub.auth.append(self.headers.get("Authorization"))
         if self._fault(path, method == "HEAD"):
             return
-        held = next((e for p, e in self.hub.stall.items() if path.startswith(p) and not e.is_set()), None)
+        held = None
+        with self.hub.lock:
+            for prefix, rule in self.hub.stall.items():
+                if path.startswith(prefix) and not rule[1].is_set():
+                    if rule[0] > 0:
+                        rule[0] -= 1
+                    else:
+                        held = rule[1]
         if held is not None:  # as if the body were still on its way: never applied, connection dropped
             self.hub.stalled.set()
             held.wait(300)
