@@ -320,3 +320,56 @@ def test_pad_is_a_no_op_on_multiples_and_needs_known_dims():
     assert y is x and crop_back(y, info).equal(x)
     with pytest.raises(ValueError, match="spatial_dims"):
         pad_to_multiple(torch.randn(4), 8)
+
+
+def _png_declaring(w: int, h: int) -> bytes:
+    """A PNG whose IHDR declares w x h RGB but holds almost no data (what an attacker would send)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # the test's own Image.open below
+def test_absurd_declared_sizes_are_refused_before_decoding():
+    import time
+
+    from walloc_cdl.containers import MAX_LATENT_VALUES, latent_info, tile_to_latent
+
+    data = _png_declaring(12000, 12000)  # 432M values: above the limit, below PIL's own bomb limit
+    assert 12000 * 12000 * 3 > MAX_LATENT_VALUES and len(data) < 200
+    t = time.perf_counter()
+    for f in (decode_latent, latent_info):
+        with pytest.raises(ValueError, match="header declares a 12000x12000 RGB image .* refused before decoding"):
+            f(data)
+    with pytest.raises(ValueError, match="refused before decoding"):
+        decode_latent(_png_declaring(100000, 100000))  # PIL's decompression-bomb limit, same message
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, {"descr": "|i1", "fortran_order": False, "shape": (64, 65536, 65536)})
+    with pytest.raises(ValueError, match=r"declares shape \(64, 65536, 65536\).* refused before reading"):
+        decode_latent(npy.getvalue())
+    from PIL import Image
+
+    with pytest.raises(ValueError, match="refused before decoding"):
+        tile_to_latent(Image.open(io.BytesIO(data)), layout=(243, 8, 3))
+    assert time.perf_counter() - t < 2  # nothing was decoded or allocated
+
+
+def test_tile_to_latent_reads_our_tiles_and_walloc_tiles():
+    from PIL import Image
+
+    from walloc_cdl.containers import TileToLatent, tile_to_latent
+
+    z = torch.randint(-128, 128, (243, 4, 5)).float()
+    ours = Image.open(io.BytesIO(encode_latent(z, 8, "webp")))
+    assert torch.equal(TileToLatent()(ours), z)
+    b = io.BytesIO()
+    latent_to_pil(z[None], 8, 3)[0].save(b, "WEBP", lossless=True)  # walloc's layout, no header
+    theirs = Image.open(io.BytesIO(b.getvalue()))
+    assert torch.equal(tile_to_latent(theirs, layout=(243, 8, 3)), z)
+    with pytest.raises(ValueError, match="layout"):
+        tile_to_latent(Image.open(io.BytesIO(b.getvalue())))

@@ -124,3 +124,35 @@ def test_hf_load_dataset(tmp_path):
     row = ds[3]
     assert np.array_equal(np.asarray(row["latent.npy"]), zs[3].numpy()) and row["cls"] == 3
     assert row["json"]["source"] == "img3.jpg" and ds.features["latent.npy"].feature.feature.feature.dtype == "int8"
+
+
+def test_timm_create_dataset_recipe(tmp_path):
+    """The documented recipe: timm.data.create_dataset('wds/...', **timm_dataset_kwargs(root)) yields the
+    latents LatentDataset yields, with their classes, from `_info.json` as encode writes it."""
+    import timm.data
+    from PIL import Image
+
+    from walloc_cdl import Codec2D, save_codec
+    from walloc_cdl.cli import main as cli
+    from walloc_cdl.data.loader import LatentDataset
+    from walloc_cdl.data.shards import timm_dataset_kwargs
+
+    torch.manual_seed(0)
+    path = save_codec(Codec2D(channels=3, J=2, Ne=None, Nd=32, latent_dim=12, latent_bits=8,
+                              lightweight_encode=True).eval(), tmp_path / "c")
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        (tmp_path / "img" / f"k{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "img" / f"k{i % 2}" / f"{i}.png")
+    out = tmp_path / "lat"
+    assert cli(["encode", str(tmp_path / "img"), str(out), "--codec", str(path), "--container", "webp",
+                "--workers", "0", "--no-progress", "--shard-size", "3"]) == 0
+    ds = timm.data.create_dataset("wds/latents", root=str(out), split="train", **timm_dataset_kwargs(out))
+    got = sorted((float(z.sum()), int(y)) for z, y in ds)
+    ref = sorted((float(z.sum()), int(y)) for z, y in LatentDataset(out, "train"))
+    assert len(got) == 7 and got == ref
+    assert all(isinstance(z, torch.Tensor) and z.shape == (12, 4, 4) for z, _ in ds)
+    assert cli(["encode", str(tmp_path / "img"), str(tmp_path / "npy"), "--codec", str(path), "--workers", "0",
+                "--no-progress"]) == 0
+    with pytest.raises(ValueError, match="timm decodes images with PIL"):
+        timm_dataset_kwargs(tmp_path / "npy")

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-codec": ("walloc_cdl.cli.train_codec", "train a WaLLoC codec on images or audio from a closed-form PCA start"),
     "preview": ("walloc_cdl.cli.preview", "picture an input, its reconstruction (PSNR, bpp) and its latent channels; "
                                       "images, audio or stored latents"),
+    "export": ("walloc_cdl.cli.export", "write a latent dataset as parquet tiles + labels (load_dataset, hub)"),
     "compare": ("walloc_cdl.cli.compare", "train one model on WaLLoC latents vs equal-dimension downsampling vs full "
                                       "resolution; print and save the table and plot"),
     "train": ("walloc_cdl.cli.train", "train a classifier on an encoded dataset (streamed); --resume continues a run"),
@@ -29,11 +30,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the input or the settings are wrong, not the program: one line, exit 2."""
     from ..codec.checkpoints import CheckpointError
+    from ..codec.hub import HubError
     from ..data.loader import NoShardsError
+    from ..data.remote import RemoteError
     from ..data.sources import SourceError
 
     return (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointError,
-            SourceError, NoShardsError, RuntimeError)
+            SourceError, NoShardsError, RuntimeError, HubError, RemoteError)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -20,10 +20,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "FILE (YAML/JSON): the fields of walloc_cdl.data.EncodeOptions (crop_size, views, seed, pad_mode, hop, "
         "min_segment, mix, normalize, limit, batch_size) and the input's kind, column, label_column.")
     p.add_argument("input", help="image folder (class subfolders = labels), audio folder, idx(.gz) file, "
-                                 "WebDataset .tar (or folder / brace pattern of them), saved HF dataset or "
-                                 "local .parquet/.arrow/.json/.csv files")
-    p.add_argument("output", help="dataset folder: shards, _info.json, _report_SPLIT.json")
-    p.add_argument("--codec", required=True, help="shipped codec name or .safetensors/.pth path")
+                                 "WebDataset .tar (or folder / brace pattern of them, also over https://, pipe:, "
+                                 "s3://, hf://), saved HF dataset, local .parquet/.arrow/.json/.csv files, "
+                                 "or an HF hub dataset hf://datasets/ORG/NAME (read in place, --split)")
+    p.add_argument("output", help="dataset folder, s3://BUCKET/PATH or hf://datasets/ORG/NAME: shards, "
+                                  "_info.json (last), _report_SPLIT.json")
+    p.add_argument("--codec", required=True, help="shipped codec name, .safetensors/.pth path or hub name "
+                                                  "hf://ORG/REPO[@REV]/NAME")
     p.add_argument("--split", default="train", help="split name in _info.json (encode splits one by one)")
     p.add_argument("--config", help="YAML/JSON file of further settings (see above)")
     p.add_argument("--resize", type=int, help="images: resize the shorter side to this many pixels")
@@ -60,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
                  "overwrite": args.overwrite, "progress": not args.no_progress, "new_classes": args.new_classes},
                 EncodeOptions, args.config or "settings")
     kind = src_kwargs.pop("kind", None)
+    if not args.input.endswith(".tar") and (args.input.startswith("hf://datasets/") or not Path(args.input).exists()):
+        src_kwargs["split"] = args.split  # an HF dataset read in place: --split names its split too
     source = open_source(args.input, kind=kind, **src_kwargs)
+    if getattr(source, "streamed", False):
+        opts.workers = 0  # each worker would fetch every row group
     codec = load_codec(args.codec)
     if source.kind == "image" and opts.resize:
         source.draft = (opts.resize, opts.resize)

@@ -8,8 +8,8 @@ HELP = "describe a codec (shipped name, .pth or .safetensors) or list shipped co
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("codec", nargs="?", help="shipped codec name, official .pth (+ .json) or .safetensors; "
-                                            "omit to list the shipped codecs")
+    p.add_argument("codec", nargs="?", help="shipped codec name, official .pth (+ .json), .safetensors or hub "
+                                            "name hf://ORG/REPO[@REV]/NAME; omit to list the shipped codecs")
     p.add_argument("--json", action="store_true", help="everything known about it (config, card, training record)")
 
 

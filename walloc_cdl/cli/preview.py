@@ -13,7 +13,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                      "compression ratio) and the latent channels. Inputs: images (any channel count the codec "
                      "takes), audio files, or stored latents (save_latent / shard members).")
     p.add_argument("inputs", nargs="+", help="image, audio or latent files")
-    p.add_argument("--codec", required=True, help="shipped name, .safetensors, or official .pth (+ .json)")
+    p.add_argument("--codec", required=True, help="shipped name, .safetensors, official .pth (+ .json), "
+                                                  "or hub name hf://ORG/REPO[@REV]/NAME")
     p.add_argument("--out", default="runs/preview", help="folder for the PNGs")
     p.add_argument("--max-side", type=int, default=1024, help="images: shrink the longer side to this first (0: never)")
     p.add_argument("--seconds", type=float, default=10.0, help="audio: preview the first N seconds (0: all)")

@@ -171,17 +171,26 @@ def read_config(name_or_path: str | Path) -> dict[str, Any]:
 
 def load_codec(name_or_path: str | Path, config: dict[str, Any] | str | Path | None = None,
                device: str | torch.device = "cpu") -> Codec1D | Codec2D:
-    """A codec in eval mode from a shipped name, an official ``.pth`` (+ ``.json``) or our ``.safetensors``.
+    """A codec in eval mode from a shipped name, an official ``.pth`` (+ ``.json``), our ``.safetensors``,
+    or a hub name ``hf://ORG/REPO[@REV]/NAME`` (:mod:`walloc_cdl.codec.hub`; the official bare names ``RGB_16x``,
+    ``RGB_4x``, ``stereo_5x``, ``stereo_20x`` resolve to danjacobellis/walloc when nothing local has them).
 
     ``config`` overrides the config found with the weights: a dict or a path to a JSON file.
     """
-    path = Path(name_or_path)
+    from . import hub
+
     name = str(name_or_path)
-    if not path.exists() and name in list_codecs():
+    path = Path(name_or_path)
+    if hub.is_hub_name(name):
+        path = hub.fetch_codec(name)
+    elif not path.exists() and name in list_codecs():
         path = PRETRAINED_DIR / f"{name}.safetensors"
+    elif not path.exists() and hub.official_name(name):
+        path = hub.fetch_codec(hub.official_name(name))
     if not path.exists():
         raise FileNotFoundError(
-            f"{name_or_path}: no such file and no shipped codec of that name; shipped: {list_codecs()}"
+            f"{name_or_path}: no such file and no shipped codec of that name; shipped: {list_codecs()}; "
+            f"hub names: hf://ORG/REPO/NAME, or an official one {list(hub.OFFICIAL_NAMES)}"
         )
     cfg: dict[str, Any] | None = None
     if isinstance(config, (str, Path)):
@@ -220,14 +229,25 @@ def load_codec(name_or_path: str | Path, config: dict[str, Any] | str | Path | N
 
 
 def save_codec(codec: Codec1D | Codec2D, path: str | Path, metadata: dict[str, Any] | None = None,
-               official: bool = False, half_decoder: bool = False) -> Path:
+               official: bool = False, half_decoder: bool = False, push_to_hub: str | None = None) -> Path:
     """Save as ``.safetensors`` with the config in its header (+ a readable ``.json`` beside it).
 
     ``official=True`` writes walloc's own layout instead (``.pth`` with ``model_state_dict`` + ``.json``)
     for users of the original package.  ``half_decoder=True`` stores the decoder's floating tensors as
     fp16 (half the size; :func:`load_codec` restores fp32); the encoder, which defines the latents, and
-    the wavelet filters stay fp32.
+    the wavelet filters stay fp32.  ``push_to_hub="ORG/REPO"`` then publishes both files in one commit
+    (:func:`walloc_cdl.codec.hub.push_codec`); ``load_codec("hf://ORG/REPO/NAME")`` reads them back.
     """
+    saved = _save_codec(codec, path, metadata, official, half_decoder)
+    if push_to_hub:
+        from .hub import push_codec
+
+        push_codec(saved, push_to_hub)
+    return saved
+
+
+def _save_codec(codec: Codec1D | Codec2D, path: str | Path, metadata: dict[str, Any] | None,
+                official: bool, half_decoder: bool) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = codec.config

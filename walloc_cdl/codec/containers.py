@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -38,6 +39,10 @@ from PIL import Image, PngImagePlugin
 
 FORMATS = ("webp", "png", "tiff", "npy")
 WEBP_MAX_DIM = 16383  # libwebp's limit on width and height
+# Largest latent (values, i.e. pixels x bands of a tile, or npy elements) a container may declare: far above
+# any real latent (a 16x codec's latent of a 1-gigapixel RGB image has 2e8), and refused from the header alone,
+# before anything is decoded or allocated, so untrusted tiles cannot ask for gigabytes.
+MAX_LATENT_VALUES = 1 << 28
 METADATA_KEY = "walloc-cdl"  # PNG text keyword
 _MAGIC = "walloc-cdl-latent"  # value of the header's "format" field
 _VERSION = 1
@@ -337,35 +342,102 @@ def _read_header(img: Image.Image, fmt: str) -> LatentInfo:
     return info
 
 
+def check_declared_size(img: Image.Image, where: str = "latent tile") -> None:
+    """Refuse an opened (not yet decoded) image whose header declares more than MAX_LATENT_VALUES values."""
+    w, h = img.size
+    values = w * h * max(1, len(img.getbands()))
+    if w < 1 or h < 1 or values > MAX_LATENT_VALUES:
+        raise ValueError(f"{where}: header declares a {w}x{h} {img.mode} image ({values} values, limit "
+                         f"{MAX_LATENT_VALUES}); refused before decoding")
+
+
+def _open_image(data: bytes, where: str) -> Image.Image:
+    """Image.open (reads the header only) + the declared-size check; PIL's own bomb check is kept."""
+    try:
+        with warnings.catch_warnings():  # our own limit below is the stricter one
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{where}: {e}; refused before decoding") from None
+    check_declared_size(img, where)
+    return img
+
+
+def _npy_header(data: bytes) -> tuple[tuple[int, ...], np.dtype]:
+    buf = io.BytesIO(data)
+    fmt_ = np.lib.format
+    version = fmt_.read_magic(buf)
+    read = fmt_.read_array_header_1_0 if version == (1, 0) else fmt_.read_array_header_2_0
+    shape, _, dtype = read(buf)
+    if math.prod(shape) > MAX_LATENT_VALUES:
+        raise ValueError(f"npy latent: header declares shape {tuple(shape)} ({math.prod(shape)} values, limit "
+                         f"{MAX_LATENT_VALUES}); refused before reading")
+    return tuple(shape), dtype
+
+
 def latent_info(data: bytes) -> LatentInfo:
     """Read what a container holds (format, shape, bit depth, tiling) without decoding pixels."""
     fmt = _sniff(data)
     if fmt == "npy":
-        buf = io.BytesIO(data)
-        fmt_ = np.lib.format
-        version = fmt_.read_magic(buf)
-        read = fmt_.read_array_header_1_0 if version == (1, 0) else fmt_.read_array_header_2_0
-        shape, _, dtype = read(buf)
-        return LatentInfo(fmt, tuple(shape), dtype.itemsize * 8)
-    with Image.open(io.BytesIO(data)) as img:
+        shape, dtype = _npy_header(data)
+        return LatentInfo(fmt, shape, dtype.itemsize * 8)
+    with _open_image(data, fmt) as img:
         return _read_header(img, fmt)
+
+
+def tile_to_latent(img: Image.Image, layout: tuple[int, int, int] | None = None,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A decoded latent tile (PIL image, e.g. from timm's ReaderWds or an HF Image column) -> latent (C, h, w).
+
+    Tiles written by `encode_latent` describe themselves; others (walloc's `latent_to_pil`, upstream's hub
+    sets) need `layout` = (latent channels N, n_bits, latent channels per pixel C)."""
+    fmt = {"PNG": "png", "WEBP": "webp", "TIFF": "tiff"}.get(img.format or "", "")
+    try:
+        info = _read_header(img, fmt) if fmt else None
+    except ValueError as e:
+        if layout is None:
+            raise ValueError(f"{e} (tile_to_latent: layout=(N, n_bits, C))") from None
+        info = None
+    if info is None:
+        if layout is None:
+            raise ValueError(f"{img.format} image has no walloc-cdl header: pass layout=(N, n_bits, C)")
+        N, n_bits, C = layout
+        check_declared_size(img)
+        return pil_to_latent([img], N, n_bits, C)[0].to(dtype)
+    a = _pixels(img, info.pixel_channels, fmt)
+    return _finish(a, info).to(dtype)
+
+
+class TileToLatent:
+    """A torchvision-style transform: latent tile (PIL) -> latent tensor; for timm datasets over our shards."""
+
+    def __init__(self, layout: tuple[int, int, int] | None = None):
+        self.layout = layout
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return tile_to_latent(img, self.layout)
+
+
+def _finish(a: np.ndarray, info: LatentInfo) -> torch.Tensor:
+    z = _from_bytes(_untile(a[None], info.pixel_channels, info.grid)[0], info.n_bits, info.format)[: info.shape[0]]
+    if len(info.shape) == 2:
+        z = z.reshape(info.shape[0], -1)[:, : info.shape[1]]
+    return z.contiguous()
 
 
 def decode_latent(data: bytes, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Bytes from `encode_latent` -> the latent (C, h, w) or (C, T), as `dtype` (float32 like pil_to_latent)."""
     fmt = _sniff(data)
     if fmt == "npy":
+        _npy_header(data)
         a = np.load(io.BytesIO(data), allow_pickle=False)
         if a.dtype.kind not in "iu" or a.ndim not in (2, 3):
             raise ValueError(f"npy latent must be an integer array (C, h, w) or (C, T), got {a.dtype} {a.shape}")
         return torch.from_numpy(a.astype(np.int64 if a.dtype.kind == "u" else a.dtype)).to(dtype)
-    with Image.open(io.BytesIO(data)) as img:
+    with _open_image(data, fmt) as img:
         info = _read_header(img, fmt)
         a = _pixels(img, info.pixel_channels, fmt)
-    z = _from_bytes(_untile(a[None], info.pixel_channels, info.grid)[0], info.n_bits, fmt)[: info.shape[0]]
-    if len(info.shape) == 2:
-        z = z.reshape(info.shape[0], -1)[:, : info.shape[1]]
-    return z.to(dtype).contiguous()
+    return _finish(a, info).to(dtype).contiguous()
 
 
 def save_latent(z: torch.Tensor | np.ndarray, path: str | Path, n_bits: int = 8, **kwargs) -> None:

@@ -12,10 +12,11 @@ from .encode import EncodeOptions, encode_dataset
 from .loader import LatentDataset, NoShardsError, make_loader, random_crop
 from .onthefly import OnTheFlyEncoder, encode_hf_dataset
 from .shards import ShardWriter, codec_block, decode_sample, latent_sample, make_info, read_info, write_info
-from .sources import (AudioFolder, HFSource, IdxSource, ImageFolder, Sample, Skipped, Source, SourceError, WdsSource,
-                      load_fashion_mnist, open_source, read_idx)
+from .sources import (AudioFolder, HFSource, HFStreamSource, IdxSource, ImageFolder, Sample, Skipped, Source,
+                      SourceError, WdsSource, load_fashion_mnist, open_source, read_idx)
 
-__all__ = ["AudioFolder", "HFSource", "IdxSource", "ImageFolder", "Sample", "Skipped", "Source", "SourceError",
+__all__ = ["AudioFolder", "HFSource", "HFStreamSource",
+           "IdxSource", "ImageFolder", "Sample", "Skipped", "Source", "SourceError",
            "WdsSource", "load_fashion_mnist", "open_source", "read_idx", "ShardWriter", "codec_block",
            "decode_sample", "latent_sample", "make_info", "read_info", "write_info", "EncodeOptions",
            "encode_dataset", "LatentDataset", "NoShardsError", "make_loader", "random_crop", "OnTheFlyEncoder",

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from ..codec.containers import pad_to_multiple
 from .shards import (INFO_NAME, ShardWriter, codec_block, latent_sample, make_info, pixel_sample, read_info,
                      write_info, write_json_atomic)
+from .remote import Output, open_output
 from .sources import Sample, Skipped, Source, SourceError, audio_to_codec, image_to_float, match_channels
 
 
@@ -288,8 +289,10 @@ class _Job:
     """One rank's pass over its items, with progress saved after every shard."""
 
     def __init__(self, source: Source, root: Path, codec: torch.nn.Module, options: EncodeOptions, rank: int,
-                 world: int, identity: dict[str, Any], classes: tuple[list[str], list[int] | None] = ([], None)):
+                 world: int, identity: dict[str, Any], classes: tuple[list[str], list[int] | None] = ([], None),
+                 out: Output | None = None):
         self.source, self.root, self.codec, self.o = source, root, codec, options
+        self.out = out or Output(root)
         self.rank, self.world, self.identity = rank, world, identity
         self.table, self.label_map = classes
         self.path = _progress_path(root, options.split, rank)
@@ -312,6 +315,7 @@ class _Job:
         self.state["skipped"] += [{"item": i, "source": src, "reason": r} for i, src, r in keep]
         self.state["seconds"] = self.elapsed0 + time.perf_counter() - self.t0
         write_json_atomic(self.path, self.state)
+        self.out.push([name, self.path.name] if name else [self.path.name])  # the shard, then what counts it
 
     def run(self, indices: list[int], device: torch.device) -> dict[str, Any]:
         o = self.o
@@ -415,7 +419,8 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
     o = dataclasses.replace(options) if options is not None else EncodeOptions()
     o.check(source.kind)
     rank, world, local_rank = dist_env()
-    root = Path(output)
+    out = open_output(output)  # a folder, or a staging folder mirrored to s3:// / hf://
+    root = out.local
     root.mkdir(parents=True, exist_ok=True)
     device = torch.device(o.device)
     if device.type == "cuda" and device.index is None and world > 1:
@@ -428,12 +433,13 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
     if n == 0:
         name = getattr(source, "root", None) or getattr(source, "path", None) or type(source).__name__
         raise ValueError(f"{name}: no input items to encode (an empty folder or dataset?)")
+    pulled = out.pull(o.split)   # a remote output's _info.json and progress, into the staging folder
     old_info = read_info(root) if (root / INFO_NAME).exists() else {}
     others = set(old_info.get("splits", {})) - {o.split}   # the table other splits were encoded with
     classes = class_table(source, old_info.get("classes") if others else None, o.new_classes)
     identity = json.loads(json.dumps({"options": o.identity(), "source": source.describe(), "classes": classes[0],
                                       "codec_sha256": block["weights_sha256"], "world_size": world}))  # as saved
-    existing = list(root.glob(f"{o.split}-*.tar")) + list(root.glob(f".progress-{o.split}-r*.json"))
+    existing = pulled + list(root.glob(f"{o.split}-*.tar")) + list(root.glob(f".progress-{o.split}-r*.json"))
     owned = world > 1 and not torch.distributed.is_initialized()   # a caller's process group stays up
     group = _init_dist(world)
     try:
@@ -442,6 +448,7 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
                 raise FileExistsError(f"{root} already holds split {o.split!r}; pass --resume to continue it or "
                                       "--overwrite to replace it")
             _clear_split(root, o.split)
+            out.clear(o.split)
         if rank == 0 and old_info:
             old = old_info.get("codec", {})
             key = "encoder_sha256" if old.get("encoder_sha256") else "weights_sha256"  # same encoder = same latents
@@ -450,10 +457,11 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
                                    "encode into a new folder")
         _barrier(group)
         indices = list(range(rank, n, world))
-        state = _Job(source, root, codec, o, rank, world, identity, classes).run(indices, device)
+        state = _Job(source, root, codec, o, rank, world, identity, classes, out).run(indices, device)
         _barrier(group)
         if rank == 0:
-            report = _merge(root, source, block, o, world, classes[0])
+            out.pull(o.split)  # every rank's progress, as the remote holds it
+            report = _merge(root, source, block, o, world, classes[0], out)
             if not report["samples"]:
                 first = report["skipped"][0]["reason"] if report["skipped"] else "no sample"
                 raise ValueError(f"{root}: none of the {report['items']} input items could be encoded (first "
@@ -485,7 +493,7 @@ def _rank_report(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _merge(root: Path, source: Source, block: dict[str, Any], o: EncodeOptions, world: int,
-           classes: list[str]) -> dict[str, Any]:
+           classes: list[str], out: Output | None = None) -> dict[str, Any]:
     """Rank 0: all ranks' progress -> `_info.json` (this split, other splits kept) and the report."""
     states = []
     for r in range(world):
@@ -498,7 +506,8 @@ def _merge(root: Path, source: Source, block: dict[str, Any], o: EncodeOptions, 
     new = make_info(splits, block, name=info.get("name", ""), classes=classes,
                     **{"sources": {**info.get("sources", {}), o.split: {**source.describe(), "options": o.identity()}}})
     write_info(root, new)
-    out_bytes = sum((root / f).stat().st_size for f, _ in shards)
+    out = out or Output(root)
+    out_bytes = sum(out.size(f) for f, _ in shards)
     counts: dict[str, int] = {}
     for st in states:
         for c, n in st["classes"].items():
@@ -517,4 +526,5 @@ def _merge(root: Path, source: Source, block: dict[str, Any], o: EncodeOptions, 
         "size_ratio": round(out_bytes / src_bytes, 4) if src_bytes else None, "world_size": world,
     }
     write_json_atomic(root / f"_report_{o.split}.json", report)
+    out.push([f"_report_{o.split}.json", INFO_NAME])  # _info.json last: readers see a complete split
     return report

@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from ..codec.bottleneck import ToNormal, companding_scale, latent_max
+from .remote import expand, is_url, join, safe_member, with_openers
 from .shards import INPUT_KEYS, decode_sample, read_info
 
 
@@ -156,20 +157,32 @@ class LatentDataset(torch.utils.data.IterableDataset):
 
     Yields (latent float32 (C, h, w) or (C, T), label) or, with `batch_size`, batches
     ((B, C, h, w), (B,)); `with_meta=True` appends the sample's JSON dict (unbatched only).
+    `root` is a folder or a URL (``s3://``, ``hf://datasets/ORG/NAME``, ``https://``: `_info.json` read there);
+    `urls` lists shards directly (URLs or brace patterns, e.g. ``https://host/train-{000..009}.tar``).
+    `latent_column` reads a parquet set of latent tiles instead (:mod:`walloc_cdl.data.parquet`: upstream's
+    hub sets with `codec=` naming their layout, or ``walloc-cdl export`` output).
     """
 
     def __init__(self, root: str | Path, split: str = "train", *, training: bool = False,
                  epoch_length: int | None = None, batch_size: int | None = None, shuffle: int = 2000,
                  crop: Sequence[int] | None = None, dequantize: bool = False, seed: int | None = 0,
-                 with_meta: bool = False, urls: Sequence[str] | None = None):
+                 with_meta: bool = False, urls: str | Sequence[str] | None = None, latent_column: str | None = None,
+                 codec: Any = None, label_column: str | None = None):
         super().__init__()
-        self.root = Path(root)
-        self.info = read_info(root) if urls is None or (self.root / "_info.json").exists() else {"splits": {}}
+        self.root = root if is_url(str(root)) else Path(root)
+        local_info = not is_url(str(root)) and (self.root / "_info.json").exists()
+        self._expand = None  # parquet tiles: a stage yielding decoded samples instead of tar members
+        if latent_column is not None:
+            from .parquet import open_parquet_latents
+
+            self.info, urls, self._expand = open_parquet_latents(str(root), split, latent_column, codec, label_column)
+        else:
+            self.info = read_info(root) if urls is None or local_info else {"splits": {}}
         if urls is None:
             if split not in self.info["splits"]:
                 raise KeyError(f"{root}: no split {split!r}; splits are {sorted(self.info['splits'])}")
-            urls = [str(self.root / f) for f in self.info["splits"][split]["filenames"]]
-        self.urls = list(urls)
+            urls = [join(root, f) for f in self.info["splits"][split]["filenames"]]
+        self.urls = expand(urls)
         if not self.urls:
             raise NoShardsError(f"{root}: split {split!r} lists no shards")
         split_info = self.info["splits"].get(split, {})
@@ -221,8 +234,8 @@ class LatentDataset(torch.utils.data.IterableDataset):
 
     def _sample(self, raw: dict, rng: random.Random | None) -> tuple | None:
         where = f"{raw.get('__url__', '?')}:{raw.get('__key__', '?')}"
-        try:
-            s = decode_sample(raw, meta=self.with_meta)
+        try:   # parquet sources hand over decoded latents
+            s = raw if isinstance(raw.get("latent"), torch.Tensor) else decode_sample(raw, meta=self.with_meta)
         except Exception as e:  # a corrupt member: anything numpy/PIL raise
             self._skip(where, f"{type(e).__name__}: {e}")
             return None
@@ -243,15 +256,17 @@ class LatentDataset(torch.utils.data.IterableDataset):
         self._epoch_stages: list[Any] = []
         if self.training:
             shards = _EpochShards(self.urls, self.shard_lengths, self.seed, self.epoch_length)
-            stages: list[Any] = [shards, wds.tarfile_to_samples(handler=self._tar_error)]
+            stages: list[Any] = [shards, with_openers, self._expand or wds.tarfile_to_samples(
+                handler=self._tar_error, select_files=safe_member)]
             self._epoch_stages.append(shards)
             if self.shuffle:
                 stages.append(_Shuffle(self.shuffle, self.seed))
                 self._epoch_stages.append(stages[-1])
         else:
             stages = [wds.SimpleShardList(self.urls), wds.split_by_node, wds.split_by_worker,
-                      wds.tarfile_to_samples(handler=self._tar_error)]
-        stages.append(wds.select(lambda s: any(k in s for k in INPUT_KEYS)))
+                      with_openers, self._expand or wds.tarfile_to_samples(handler=self._tar_error,
+                                                                           select_files=safe_member)]
+        stages.append(wds.select(lambda s: "latent" in s or any(k in s for k in INPUT_KEYS)))
         stages.append(_Stage(self._sample, self.seed, self.training))
         self._epoch_stages.append(stages[-1])
         if self.batch_size:

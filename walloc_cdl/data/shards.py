@@ -18,9 +18,14 @@ Writing and reading::
 
 Other readers: plain ``webdataset.WebDataset`` (+ `decode_sample`), HF
 ``load_dataset("webdataset", data_files=...)`` (``latent.npy`` arrives as int8 nested lists, ``cls`` int,
-``json`` dict) and timm's ``ReaderWds(root, split, input_key="latent.webp;latent.png;jpg",
-input_img_mode="")`` for image containers (timm decodes with PIL, so it hands back the tiles:
-`walloc_cdl.codec.containers.pil_to_latent` turns them into latents; it cannot decode .npy).
+``json`` dict) and timm, for image containers (``--container webp|png``; timm decodes with PIL)::
+
+    ds = timm.data.create_dataset("wds/latents", root=ROOT, split="train", is_training=True, batch_size=256,
+                                  **timm_dataset_kwargs(ROOT))      # yields (latent tensor, class)
+
+:func:`timm_dataset_kwargs` names the tile member, turns off timm's RGB conversion and adds the
+transform from tile to latent; timm's ReaderWds reads `_info.json` (splits, filenames, shard_lengths,
+num_samples) as it is.
 Latents are never stored as .pth (webdataset's .pth decoder unpickles).
 """
 from __future__ import annotations
@@ -203,6 +208,21 @@ def make_info(splits: Mapping[str, Sequence[tuple[str, int]]], codec: Mapping[st
     return info
 
 
+def timm_dataset_kwargs(root: str | Path) -> dict[str, Any]:
+    """Keyword arguments for ``timm.data.create_dataset("wds/...", root=ROOT, ...)`` over our shards.
+
+    ``input_key`` lists the tile member and then ``jpg``: timm's ReaderWds decodes the first listed key
+    it finds and renames its result from ``jpg`` (reader_wds.py, ``_decode`` then ``wds.rename``), so the
+    last alternative is what it yields. ``input_img_mode=""`` keeps the tile's pixels as stored."""
+    from ..containers import TileToLatent
+
+    container = read_info(root).get("codec", {}).get("container", "npy")
+    if container not in ("webp", "png"):
+        raise ValueError(f"{root}: timm decodes images with PIL; its {container!r} latents need "
+                         "walloc_cdl.LatentDataset (or re-encode with --container webp)")
+    return {"input_key": f"{CONTAINERS[container]};jpg", "input_img_mode": "", "transform": TileToLatent()}
+
+
 def write_info(root: str | Path, info: Mapping[str, Any]) -> Path:
     path = Path(root) / INFO_NAME
     write_json_atomic(path, dict(info))
@@ -210,11 +230,19 @@ def write_info(root: str | Path, info: Mapping[str, Any]) -> Path:
 
 
 def read_info(root: str | Path) -> dict[str, Any]:
-    path = Path(root) / INFO_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"{root}: no {INFO_NAME}; is this a walloc-cdl latent dataset (walloc-cdl encode)?")
+    """`_info.json` of a dataset folder or URL (``s3://``, ``hf://datasets/...``, ``https://``)."""
+    from .remote import is_url, join, read_bytes
+
+    if is_url(str(root)):
+        path: Any = join(root, INFO_NAME)
+        raw = read_bytes(path)
+    else:
+        path = Path(root) / INFO_NAME
+        if not path.exists():
+            raise FileNotFoundError(f"{root}: no {INFO_NAME}; is this a walloc-cdl latent dataset (walloc-cdl encode)?")
+        raw = path.read_bytes()
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(raw)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(info, dict) or not isinstance(info.get("splits"), dict):
@@ -227,7 +255,9 @@ def shard_paths(root: str | Path, split: str = "train") -> list[str]:
     info = read_info(root)
     if split not in info["splits"]:
         raise KeyError(f"{root}: no split {split!r}; splits are {sorted(info['splits'])}")
-    return [str(Path(root) / f) for f in info["splits"][split]["filenames"]]
+    from .remote import join
+
+    return [join(root, f) for f in info["splits"][split]["filenames"]]
 
 
 def count_samples(path: str | Path) -> int:

@@ -21,6 +21,7 @@ Readers: `ImageFolder` (class subfolders give labels; PIL, multi-band TIFF via t
 """
 from __future__ import annotations
 
+import bisect
 import gzip
 import io
 import json
@@ -570,6 +571,107 @@ def _open_hf(path: str | Path, split: str | None) -> Any:
     return datasets.load_dataset(builders.pop(), data_files={split or "train": files}, split=split or "train")
 
 
+class HFStreamSource(Source):
+    """A dataset on the Hugging Face hub, read in place: ``hf://datasets/ORG/NAME[@REV]``.
+
+    datasets' ``load_dataset_builder`` resolves the split's data files (configs, README, conventions); its
+    parquet files are then read through HfFileSystem with range requests (pyarrow), so nothing is
+    downloaded whole: the footers give the row counts up front (what a job needs to split ranks and
+    resume), and `load(i)` fetches only the row group holding row i (one kept per process). Not
+    ``load_dataset(streaming=True)``: its iterator can only resume by re-reading every earlier row. A
+    dataset stored otherwise is read from the hub's parquet conversion (``@refs%2Fconvert%2Fparquet``).
+    Read it with ``--workers 0`` (the CLI does): each decoding worker would fetch every row group.
+    """
+
+    streamed = True
+
+    def __init__(self, spec: str, split: str | None = None, column: str | None = None,
+                 label_column: str | None = None, key_column: str | None = None, config: str | None = None):
+        import datasets
+        import fsspec
+        import pyarrow.parquet as pq
+
+        from ..codec.hub import parse_hub_name
+
+        ref = parse_hub_name(spec)
+        if ref.repo_type != "dataset":
+            raise SourceError(f"{spec}: not an HF dataset name (hf://datasets/ORG/NAME)")
+        builder = datasets.load_dataset_builder(ref.repo_id, config, revision=ref.revision,
+                                                data_dir=ref.path or None)
+        files_by_split = dict(builder.config.data_files or {})
+        split = split or ("train" if "train" in files_by_split else next(iter(files_by_split), None))
+        if split not in files_by_split:
+            raise SourceError(f"{spec}: no split {split!r}; splits are {sorted(files_by_split)}")
+        files = [str(f) for f in files_by_split[split]]
+        if not files or not all(f.endswith(".parquet") for f in files):
+            raise SourceError(f"{spec}: split {split!r} is not stored as parquet ({files[:2]}...); read the hub's "
+                              f"conversion: hf://datasets/{ref.repo_id}@refs%2Fconvert%2Fparquet")
+        self._files: list[tuple[str, Any, list[int]]] = []  # url, ParquetFile, first row of each row group
+        self._starts: list[int] = []
+        total, feats = 0, None
+        for url in files:
+            pf = pq.ParquetFile(fsspec.open(url, "rb", block_size=1 << 20).open())  # 1 MiB range reads
+            self._starts.append(total)
+            offsets, n = [], 0
+            for g in range(pf.metadata.num_row_groups):
+                offsets.append(n)
+                n += pf.metadata.row_group(g).num_rows
+            self._files.append((url, pf, offsets))
+            total += n
+            if feats is None:
+                feats = datasets.Features.from_arrow_schema(pf.schema_arrow)
+        self.features = feats or datasets.Features()
+        if column is None:
+            column = next((k for k, f in self.features.items() if isinstance(f, (datasets.Image, datasets.Audio))),
+                          None)
+            if column is None:
+                raise SourceError(f"{spec}: no Image or Audio column (columns: {list(self.features)}); pass column=")
+        if column not in self.features:
+            raise SourceError(f"{spec}: no column {column!r} (columns: {list(self.features)})")
+        self.kind = "audio" if isinstance(self.features[column], datasets.Audio) else "image"
+        if label_column is None:
+            label_column = next((k for k, g in self.features.items() if isinstance(g, datasets.ClassLabel)),
+                                "label" if "label" in self.features else None)
+        lf = self.features.get(label_column) if label_column else None
+        self.classes = list(lf.names) if isinstance(lf, datasets.ClassLabel) else []
+        self.column, self.label_column, self.key_column = column, label_column, key_column
+        self.name, self.split = spec, split
+        self.items = [f"{spec}[{i}]" for i in range(total)]
+        self._group: tuple[tuple[int, int], dict[str, list]] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "dataset": self.name, "split": self.split}
+
+    def _row(self, i: int) -> dict[str, Any]:
+        if not 0 <= i < len(self.items):
+            raise IndexError(i)
+        f = bisect.bisect_right(self._starts, i) - 1
+        url, pf, offsets = self._files[f]
+        g = bisect.bisect_right(offsets, i - self._starts[f]) - 1
+        if self._group is None or self._group[0] != (f, g):
+            cols = [c for c in (self.column, self.label_column, self.key_column) if c]
+            self._group = ((f, g), pf.read_row_group(g, columns=cols).to_pydict())
+        rows = self._group[1]
+        k = i - self._starts[f] - offsets[g]
+        return {c: v[k] for c, v in rows.items()}
+
+    def item_bytes(self, i: int) -> int:
+        v = self._row(i)[self.column]
+        b = v.get("bytes") if isinstance(v, dict) else v
+        return len(b) if isinstance(b, (bytes, bytearray)) else 0
+
+    def load(self, i: int) -> Sample:
+        row = self._row(i)
+        v = row[self.column]
+        if isinstance(v, dict) and v.get("bytes") is None:
+            raise SourceError("the value has no embedded bytes (a path into the repo is not followed)")
+        data, meta, path = decode_hf_value(v, self.kind, self.draft)
+        label = row.get(self.label_column, -1) if self.label_column else -1
+        label = int(label) if isinstance(label, (int, np.integer)) else -1
+        name = str(row[self.key_column]) if self.key_column else (Path(path).stem if path else "")
+        return Sample(make_key(i, name), data, label, {"source": f"{self.name}[{i}]", **meta})
+
+
 # -- existing WebDataset tars -----------------------------------------------------------------------
 
 class WdsSource(Source):
@@ -580,27 +682,35 @@ class WdsSource(Source):
     """
 
     def __init__(self, tars: str | Path | Sequence[str | Path], kind: str | None = None):
-        paths = _expand_tars(tars)
         self.skipped: list[Skipped] = []
+        self.origin: dict[Path, str] = {}  # cached copy -> the URL it came from
+        paths = _expand_tars(tars, self.origin)
         self._index: list[tuple[Path, str, dict[str, tuple[int, int]]]] = []
         for p in paths:
             self._index += self._scan(p)
         kinds = {_member_kind(m) for _, _, ms in self._index for m in ms} - {None}
         self.kind = kind or ("audio" if kinds == {"audio"} else "image")
         self.classes = []
-        self.items = [f"{p}#{k}" for p, k, _ in self._index]
+        self.items = [f"{self.origin.get(p, p)}#{k}" for p, k, _ in self._index]
 
     def _scan(self, path: Path) -> list[tuple[Path, str, dict[str, tuple[int, int]]]]:
+        from .remote import is_pickle, unsafe_name
+
+        where = self.origin.get(path, str(path))
         with open(path, "rb") as f:
             magic = f.read(6)
         if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00":
-            self.skipped.append(Skipped(str(path), "compressed tar: decompress it first (random access needed)"))
+            self.skipped.append(Skipped(where, "compressed tar: decompress it first (random access needed)"))
             return []
         groups: dict[str, dict[str, tuple[int, int]]] = {}
         try:
             with tarfile.open(path, "r:") as tf:
                 for m in tf:
                     if not m.isfile():
+                        continue
+                    why = unsafe_name(m.name) or ("pickled member, never unpickled" if is_pickle(m.name) else None)
+                    if why:  # members are read by offset, never extracted; unsafe ones are not read at all
+                        self.skipped.append(Skipped(f"{where}#{m.name}", f"refused: {why}"))
                         continue
                     name = m.name.rsplit("/", 1)[-1]
                     prefix = m.name[: len(m.name) - len(name)]
@@ -609,7 +719,7 @@ class WdsSource(Source):
                     key, ext = name.split(".", 1)
                     groups.setdefault(prefix + key, {})[ext.lower()] = (m.offset_data, m.size)
         except (tarfile.TarError, OSError, EOFError) as e:
-            self.skipped.append(Skipped(str(path), f"unreadable after {len(groups)} samples: {e}"))
+            self.skipped.append(Skipped(where, f"unreadable after {len(groups)} samples: {e}"))
         return [(path, k, g) for k, g in groups.items()]
 
     def item_bytes(self, i: int) -> int:
@@ -648,7 +758,8 @@ class WdsSource(Source):
                 extra = {"source_json": json.loads(read("json"))}
             except ValueError:
                 pass
-        return Sample(make_key(i, key), data, label, {"source": f"{path.name}#{key}", **meta, **extra})
+        name = self.origin[path].rsplit("/", 1)[-1] if path in self.origin else path.name
+        return Sample(make_key(i, key), data, label, {"source": f"{name}#{key}", **meta, **extra})
 
 
 def _member_kind(ext: str) -> str | None:
@@ -660,7 +771,20 @@ def _member_kind(ext: str) -> str | None:
     return None
 
 
-def _expand_tars(tars: str | Path | Sequence[str | Path]) -> list[Path]:
+def _expand_tars(tars: str | Path | Sequence[str | Path], origin: dict[Path, str] | None = None) -> list[Path]:
+    """Local tar paths of a folder, a path, a brace/glob pattern or a list; URLs (https, s3, hf, pipe, brace
+    patterns of them) are fetched into walloc-cdl's cache first (random access needs a seekable file),
+    `origin` mapping each cached copy back to its URL."""
+    from .remote import expand, fetch, is_url
+
+    if any(is_url(str(t)) for t in ([tars] if isinstance(tars, (str, Path)) else tars)):
+        out = []
+        for url in expand([str(t) for t in ([tars] if isinstance(tars, (str, Path)) else tars)]):
+            p = fetch(url) if is_url(url) else Path(url)
+            if origin is not None and is_url(url):
+                origin[p] = url
+            out.append(p)
+        return out
     if isinstance(tars, (str, Path)):
         p = Path(tars)
         if p.is_dir():
@@ -681,9 +805,24 @@ def _expand_tars(tars: str | Path | Sequence[str | Path]) -> list[Path]:
 
 def open_source(spec: str | Path, kind: str | None = None, **kwargs: Any) -> Source:
     """Guess the reader for `spec`: an idx(.gz) file (labels found next to it), .tar shards, a saved HF
-    dataset or HF data files, else a folder of images or (kind='audio', or audio files inside) audio."""
+    dataset or HF data files, else a folder of images or (kind='audio', or audio files inside) audio.
+    URLs: ``hf://datasets/ORG/NAME[@REV]`` is read in place (`HFStreamSource`, `split=` picks the split);
+    tars and brace patterns of them over https://, s3://, hf:// or pipe: are fetched into the cache."""
     s = str(spec)
+    from .remote import is_url
+
+    if is_url(s):  # https://, s3://, pipe: tars (brace patterns too); hf://datasets/ORG/NAME or its tars
+        if s.startswith("hf://") and not s.endswith(".tar") and "{" not in s:
+            split = kwargs.pop("split", None)
+            return HFStreamSource(s, split=split, **kwargs)
+        return WdsSource(s, kind=kind)
     p = Path(s)
+    if not p.exists() and re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", s):  # a hub dataset id, as users type it
+        try:
+            return HFStreamSource(f"hf://datasets/{s}", split=kwargs.pop("split", None), **kwargs)
+        except Exception as e:  # noqa: BLE001 - say both readings
+            raise SourceError(f"{s}: no such local path, and not readable as the hub dataset hf://datasets/{s} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     if "idx" in p.name and p.is_file() and "images" in p.name:
         stem = p.name.replace("images-idx3", "labels-idx1").removesuffix(".gz")
         lab = next((q for q in (p.with_name(stem), p.with_name(stem + ".gz")) if q.exists()), None)
@@ -705,4 +844,4 @@ def open_source(spec: str | Path, kind: str | None = None, **kwargs: Any) -> Sou
         if first is not None and first.suffix.lower() in AUDIO_SUFFIXES:
             return AudioFolder(p)
         return ImageFolder(p)
-    raise SourceError(f"{spec}: not a folder, idx file, tar shard, or HF dataset")
+    raise SourceError(f"{spec}: not a folder, idx file, tar shard, HF dataset (hf://datasets/ORG/NAME) or URL")
