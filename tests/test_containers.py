@@ -338,7 +338,7 @@ def _png_declaring(w: int, h: int) -> bytes:
 def test_absurd_declared_sizes_are_refused_before_decoding():
     import time
 
-    from walloc_cdl.containers import MAX_LATENT_VALUES, latent_info, tile_to_latent
+    from walloc_cdl.codec.containers import MAX_LATENT_VALUES, latent_info, tile_to_latent
 
     data = _png_declaring(12000, 12000)  # 432M values: above the limit, below PIL's own bomb limit
     assert 12000 * 12000 * 3 > MAX_LATENT_VALUES and len(data) < 200
@@ -362,7 +362,7 @@ def test_absurd_declared_sizes_are_refused_before_decoding():
 def test_tile_to_latent_reads_our_tiles_and_walloc_tiles():
     from PIL import Image
 
-    from walloc_cdl.containers import TileToLatent, tile_to_latent
+    from walloc_cdl.codec.containers import TileToLatent, tile_to_latent
 
     z = torch.randint(-128, 128, (243, 4, 5)).float()
     ours = Image.open(io.BytesIO(encode_latent(z, 8, "webp")))

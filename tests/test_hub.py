@@ -167,7 +167,7 @@ def test_cli_honours_hf_env_and_every_codec_option(hub, tmp_path):
     hub.commit(f"{org}/c", files)
     name = f"hf://{org}/c/g4"
     env = {"HF_HUB_CACHE": str(tmp_path / "cache"), "HF_TOKEN": "hf_loopbacktoken"}
-    r = _cli(["info", name], env)
+    r = _cli(["info", name, "--json"], env)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["weights_sha256"] == state_dict_sha256(codec)
     assert list((tmp_path / "cache").glob(f"models--{org}--c/snapshots/*/g4.safetensors"))

@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import tarfile
 import threading
 import time
@@ -322,8 +323,10 @@ class _StallingProxy:
 
 
 def _encode_cmd(images, out, codec, *extra):
+    cfg = Path(tempfile.mkdtemp()) / "batch6.json"
+    cfg.write_text('{"batch_size": 6}')  # encode's options beyond the common ones go in --config
     return [sys.executable, "-m", "walloc_cdl.cli", "encode", str(images), out, "--codec", str(codec),
-            "--shard-size", "6", "--batch-size", "6", "--workers", "0", "--no-progress", *extra]
+            "--shard-size", "6", "--config", str(cfg), "--workers", "0", "--no-progress", *extra]
 
 
 def test_encode_to_s3_kill9_mid_upload_then_resume_exactly_once(s3, gray, tmp_path):
@@ -438,8 +441,9 @@ def test_encode_hf_dataset_reads_row_groups_in_place(hub, gray, tmp_path):
                "dataset")
     served = f"/datasets/{org}/pix/resolve"
     out = tmp_path / "lat"
+    (tmp_path / "limit3.json").write_text('{"limit": 3}')
     assert cli(["encode", f"hf://datasets/{org}/pix", str(out), "--split", "train", "--codec", str(gray[1]),
-                "--limit", "3", "--no-progress"]) == 0
+                "--config", str(tmp_path / "limit3.json"), "--no-progress"]) == 0
     got = sum(v for k, v in hub.served.items() if k.startswith(served) and k.endswith(".parquet"))
     assert 0 < got < p.stat().st_size * 0.5  # the footer and one row group, not the whole file
     assert json.loads((out / "_info.json").read_text())["splits"]["train"]["num_samples"] == 3
@@ -462,8 +466,9 @@ def test_encode_hf_dataset_reads_row_groups_in_place(hub, gray, tmp_path):
     assert isinstance(src, HFStreamSource) and len(src) == 36 and src.classes == ["a", "b", "c"]
     with pytest.raises(SourceError, match=f"{org}/absent: no such local path, and not readable as the hub dataset"):
         open_source(f"{org}/absent")
-    with pytest.raises(Exception, match="no split 'nope'"):
-        cli(["encode", f"hf://datasets/{org}/pix", str(tmp_path / "x"), "--split", "nope", "--codec", str(gray[1])])
+    with pytest.raises(Exception, match="no split 'nope'"):   # --debug: the error itself, not its one-line form
+        cli(["encode", f"hf://datasets/{org}/pix", str(tmp_path / "x"), "--split", "nope", "--codec", str(gray[1]),
+             "--debug"])
 
 
 def test_encode_to_an_hf_dataset_repo_and_read_it_back(hub, gray, tmp_path):

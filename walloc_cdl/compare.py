@@ -350,8 +350,11 @@ def load_user_data(spec: str, size: int | None, test_spec: str | None, test_frac
 
 
 # -- CLI --------------------------------------------------------------------------------------------
-DEFAULT = dict(benchmark="fashion-mnist", model="resnet10t", n_train=6000, n_test=2000, epochs=4, batch_size=128,
-               lr=2e-3)
+DEFAULT = dict(benchmark="fineprint", model="resnet10t", n_train=6000, n_test=1000, epochs=2, batch_size=32, lr=2e-3)
+"""The main job (``walloc-cdl compare`` with no arguments): sized for a few minutes on 2 CPU cores."""
+#: budgets of the other built-in benchmarks when run by name (samples, epochs, batch size, learning rate)
+BENCHMARK_DEFAULTS = {"fineprint": DEFAULT, "fashion-mnist": dict(n_train=6000, n_test=2000, epochs=4, batch_size=128,
+                                                                  lr=2e-3)}
 HELP = "train one model on WaLLoC latents vs equal-dimension downsampling vs full resolution; table + plot"
 #: --config keys that shape the study rather than each run (besides these and n_test, TrainConfig's)
 COMPARE_KEYS = ("include_full", "include_decoded", "include_down", "include_latent", "roundtrip")

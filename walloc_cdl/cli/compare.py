@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..compare import COMPARE_KEYS, DEFAULT, compare_config, format_table, load_user_data, plot, run_comparison
+from ..compare import (BENCHMARK_DEFAULTS, COMPARE_KEYS, DEFAULT, compare_config, format_table, load_user_data, plot,
+                       run_comparison)
 from ..data.builtin import BENCHMARKS, load_benchmark
 
 
@@ -70,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
         budget = (args.epochs or DEFAULT["epochs"], DEFAULT["batch_size"], DEFAULT["lr"])
     else:
         name = args.benchmark or DEFAULT["benchmark"]
+        d = {**DEFAULT, **BENCHMARK_DEFAULTS.get(name, {})}
         kw = {k: v for k, v in (("n_train", args.n_train), ("n_test", n_test)) if v}
-        if name == DEFAULT["benchmark"]:
-            kw = {"n_train": DEFAULT["n_train"], "n_test": DEFAULT["n_test"], **kw}
+        if name in BENCHMARK_DEFAULTS:
+            kw = {"n_train": d["n_train"], "n_test": d["n_test"], **kw}
         bench = load_benchmark(name, **kw)
-        budget = (args.epochs or DEFAULT["epochs"], DEFAULT["batch_size"], DEFAULT["lr"])
+        budget = (args.epochs or d["epochs"], d["batch_size"], d["lr"])
     cfg = compare_config(*budget, device=device.type)
     try:
         cfg = dataclasses.replace(cfg, **extra)

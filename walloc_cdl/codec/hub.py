@@ -13,7 +13,7 @@ Datasets are ``hf://datasets/ORG/NAME[@REV][/PATH]`` (see :mod:`walloc_cdl.data.
 Downloads land in the hub cache (``HF_HUB_CACHE`` / ``HF_HOME``) and come from ``HF_ENDPOINT`` with
 ``HF_TOKEN``; with ``HF_HUB_OFFLINE=1`` only the cache is read, and a file missing from it is one
 :class:`HubError` naming the file, the cache and what to do. The downloaded weights go through the
-same safe loader as local files (:func:`walloc_cdl.checkpoints.load_codec`): nothing is unpickled.
+same safe loader as local files (:func:`walloc_cdl.codec.checkpoints.load_codec`): nothing is unpickled.
 """
 from __future__ import annotations
 

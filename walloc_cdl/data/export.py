@@ -14,7 +14,6 @@ and ``json`` (the sample's metadata). Tiles carry our header, so ``walloc_cdl.de
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path

@@ -240,7 +240,7 @@ class LatentDataset(torch.utils.data.IterableDataset):
             self._skip(where, f"{type(e).__name__}: {e}")
             return None
         y = s["cls"]
-        if y < 0 or (self.classes and y >= len(self.classes)):
+        if (self.classes and y >= len(self.classes)) or (y < 0 and self.training):  # unlabelled: read, not trained
             self._skip(where, f"label {y} is not one of the {len(self.classes)} classes of _info.json")
             return None
         z = s["latent"]

@@ -28,7 +28,7 @@ def tile_layout(codec: Any) -> tuple[int, int, int]:
         if m:
             N, bits = int(m["N"]), int(m["bits"])
         else:
-            from ..checkpoints import load_codec
+            from ..codec.checkpoints import load_codec
 
             c = load_codec(codec)
             N, bits = int(c.latent_dim), int(c.latent_bits)

@@ -214,7 +214,7 @@ def timm_dataset_kwargs(root: str | Path) -> dict[str, Any]:
     ``input_key`` lists the tile member and then ``jpg``: timm's ReaderWds decodes the first listed key
     it finds and renames its result from ``jpg`` (reader_wds.py, ``_decode`` then ``wds.rename``), so the
     last alternative is what it yields. ``input_img_mode=""`` keeps the tile's pixels as stored."""
-    from ..containers import TileToLatent
+    from ..codec.containers import TileToLatent
 
     container = read_info(root).get("codec", {}).get("container", "npy")
     if container not in ("webp", "png"):

@@ -201,7 +201,10 @@ def evaluate(model: nn.Module, data: str | Path, split: str, device: torch.devic
     model.eval()
     acc = torch.zeros(4, dtype=torch.float64, device=device)   # top1, top5, loss sum, n
     for z, y in make_loader(ds, num_workers=workers, persistent_workers=False):
-        z, y = z.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        keep = y >= 0                                  # unlabelled samples are not scored
+        z, y = z[keep].to(device, non_blocking=True), y[keep].to(device, non_blocking=True)
+        if not len(y):
+            continue
         with autocast(device, amp):
             logits = model(z).float()
         k = min(5, logits.shape[1])
