@@ -6,7 +6,8 @@ package is needed.  Every variant is written by the encode job (``compare.write_
 ``train_model`` for one epoch of ``--samples`` samples; the figure is the run's ``samples_per_s`` (loader
 and model together, the epoch's wall clock), reported as a ratio to full resolution.  Peak RSS is that of a
 fresh ``walloc-cdl train`` process (``wait4``'s ru_maxrss), on the latent set at N and at 8N samples with
-the same number of steps: the loader streams, so memory should not grow with the dataset.
+the same number of steps (loader in the main process): the loader streams, so memory should not grow with
+the dataset.
 
     python benchmarks/train_throughput.py                       # 2 CPU cores: a few minutes
     python benchmarks/train_throughput.py --device cuda --samples 8192 --model resnet50
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,12 +41,21 @@ def noise_bench(n: int, size: int = 128, classes: int = 10, seed: int = 0) -> Be
 
 
 def peak_rss_mb(cmd: list[str]) -> float:
-    """Peak resident memory of a child process, in MB."""
+    """Peak resident memory of a child process in MB: its VmHWM, polled until it exits (``wait4``'s ru_maxrss
+    would count the pre-exec copy of this process that ``fork`` makes)."""
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+    peak = 0
+    while p.poll() is None:
+        try:
+            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.05)
+    if p.returncode != 0:
         raise RuntimeError(f"{cmd}: failed: {p.stderr.read().decode()[-2000:]}")
-    return ru.ru_maxrss / 1024
+    return peak / 1024
 
 
 def main() -> int:
@@ -58,6 +68,9 @@ def main() -> int:
     ap.add_argument("--tmp", help="scratch folder (default: a temporary one)")
     args = ap.parse_args()
     tmp = Path(args.tmp or tempfile.mkdtemp(prefix="train_throughput_"))
+    shutil.rmtree(tmp / "runs", ignore_errors=True)      # shards are reused (cached by content), runs are not
+    for old in tmp.glob("rss-*"):
+        shutil.rmtree(old)
     n = args.samples
     bench = noise_bench(n)
     cfg = compare_config(1, args.batch_size, 1e-3, device=args.device, workers=args.workers, model=args.model)
@@ -80,7 +93,7 @@ def main() -> int:
     big = write_variant(noise_bench(8 * n, seed=1), Variant("latent-16x", "latent", 16, "rgb-16x"), tmp / "shards",
                         args.device, splits=["train"], shard_size=256)
     (tmp / "rss.json").write_text(json.dumps({"epochs": 1, "batch_size": args.batch_size, "epoch_length": n,
-                                              "workers": args.workers, "model": args.model}))
+                                              "workers": 0, "model": args.model}))   # one process to measure
     rss = {}
     for label, root in (("N", roots["latent-16x"]), ("8N", big)):
         cmd = [sys.executable, "-m", "walloc_cdl.cli", "train", str(root), "--out", str(tmp / f"rss-{label}"),

@@ -272,6 +272,7 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker below)
 
     rows = result["summary"]
     test = list(rows[0]["acc_mean"])[0]
@@ -283,6 +284,7 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
         a1.annotate(r["variant"], (r["input_dims"], r["acc_mean"][test]), textcoords="offset points", xytext=(5, 5))
         a2.bar(r["variant"], r["samples_per_s"], color=c)
     a1.set_xscale("log")
+    a1.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())   # decades only: minor labels collide
     a1.set_xlabel("input values per sample")
     a1.set_ylabel(f"accuracy on {test} (%)")
     a1.grid(alpha=0.3)
