@@ -16,6 +16,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.shards import same_latents
     from ..training.train import DataError, dataset_info, evaluate, load_latent_model, run_config, setup_device
 
     device = setup_device(args.device)
@@ -24,8 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if args.split not in info["splits"]:
         raise DataError(f"{args.data}: no split {args.split!r} (splits: {', '.join(sorted(info['splits']))})")
     block, mine = info.get("codec") or {}, cfg["codec"]
-    key = "encoder_sha256" if mine.get("encoder_sha256") else "weights_sha256"
-    if block.get(key) != mine.get(key):
+    if not same_latents(mine, block):
         raise DataError(f"{args.data} was encoded with {block.get('name')!r}, the run {args.run} with "
                         f"{mine.get('name')!r}: evaluate on data encoded with the run's codec")
     if list(info.get("classes") or []) != list(cfg.get("classes") or []):

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ..codec.containers import pad_to_multiple
 from .shards import (INFO_NAME, ShardWriter, codec_block, latent_sample, make_info, pixel_sample, read_info,
-                     write_info, write_json_atomic)
+                     same_latents, write_info, write_json_atomic)
 from .remote import Output, open_output
 from .sources import Sample, Skipped, Source, SourceError, audio_to_codec, image_to_float, match_channels
 
@@ -451,8 +451,7 @@ def encode_dataset(source: Source, output: str | Path, codec: torch.nn.Module, c
             out.clear(o.split)
         if rank == 0 and old_info:
             old = old_info.get("codec", {})
-            key = "encoder_sha256" if old.get("encoder_sha256") else "weights_sha256"  # same encoder = same latents
-            if old and old.get(key) != block[key]:
+            if old and not same_latents(old, block):
                 raise RuntimeError(f"{root}/{INFO_NAME} belongs to another codec ({old.get('name')!r}); "
                                    "encode into a new folder")
         _barrier(group)

@@ -195,6 +195,18 @@ def codec_block(codec: torch.nn.Module, name: str | None = None, container: str 
             "latent_bits": int(codec.latent_bits), "downsampling": int(codec.downsampling)}
 
 
+def fingerprint_key(block: Mapping[str, Any]) -> str:
+    """The codec-block field that decides the latents: the encoder's fingerprint where recorded (a decoder
+    fine-tune keeps it), else the whole codec's."""
+    return "encoder_sha256" if block.get("encoder_sha256") else "weights_sha256"
+
+
+def same_latents(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two codec blocks give the same latents (compared by the first block's fingerprint field)."""
+    key = fingerprint_key(a)
+    return a.get(key) == b.get(key)
+
+
 def make_info(splits: Mapping[str, Sequence[tuple[str, int]]], codec: Mapping[str, Any] | None = None,
               name: str = "", **extra: Any) -> dict[str, Any]:
     """timm ReaderWds `_info.json` from {split: [(filename, count), ...]} plus a codec block."""

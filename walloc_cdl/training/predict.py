@@ -27,7 +27,7 @@ from .train import DataError, load_latent_model, run_config
 def _transform(block: dict[str, Any], codec: Any) -> torch.nn.Module:
     """The run's codec (or baseline transform), refusing one whose encoder differs from the dataset's."""
     from ..codec.checkpoints import load_codec
-    from ..data.shards import codec_block
+    from ..data.shards import codec_block, same_latents
     from ..data.transforms import PixelTransform
 
     cfg = block.get("config", {})
@@ -47,8 +47,7 @@ def _transform(block: dict[str, Any], codec: Any) -> torch.nn.Module:
             continue
     if c is None:
         raise DataError(f"the run's codec {names[0]!r} is not a shipped codec or a file here; pass --codec PATH")
-    key = "encoder_sha256" if block.get("encoder_sha256") else "weights_sha256"
-    if codec_block(c, str(name))[key] != block.get(key):
+    if not same_latents(block, codec_block(c, str(name))):
         raise DataError(f"codec {name!r} is not the one the run's data was encoded with ({block.get('name')!r}); "
                         "pass that codec with --codec")
     return c

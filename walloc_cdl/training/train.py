@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from ..config import settings_from
 from ..files import atomic_path
+from ..data.encode import dist_env as _dist_env
 from ..data.loader import LatentDataset, make_loader
 from ..data.shards import read_info, write_json_atomic
 from ..models.classifier import LatentClassifier, build_classifier
@@ -97,12 +98,6 @@ def config_from(overrides: dict[str, Any] | None = None, file: str | Path | None
 
 
 # -- distributed ------------------------------------------------------------------------------------
-def _dist_env() -> tuple[int, int, int]:
-    import os
-
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
 def setup_device(device: str = "auto") -> torch.device:
     """The device for this rank; starts the process group under torchrun (nccl on CUDA, gloo on the CPU)."""
     rank, world, local = _dist_env()
@@ -156,11 +151,11 @@ def check_codec(block: dict[str, Any], data: str | Path, codec: Any) -> None:
     if codec is None:
         return
     from ..codec.checkpoints import load_codec
-    from ..data.shards import codec_block
+    from ..data.shards import codec_block, fingerprint_key, same_latents
 
     want = codec_block(load_codec(codec) if isinstance(codec, (str, Path)) else codec, str(codec))
-    key = "encoder_sha256" if block.get("encoder_sha256") else "weights_sha256"
-    if block.get(key) != want[key]:
+    key = fingerprint_key(block)
+    if not same_latents(block, want):
         raise DataError(f"{data} was encoded with codec {block.get('name')!r} ({key} {str(block.get(key))[:12]}), "
                         f"not with {str(codec)!r} ({want[key][:12]}): train without --codec, or re-encode")
 
